@@ -1,0 +1,53 @@
+# Run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_ENV := VAR_DIR=$(CURDIR)/var/test \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dataxchange} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
+
+.PHONY: help install run test test-fast lint bench contracts chromium clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## Install Python and npm packages (once)
+
+contracts: install ## Compile the Solidity contracts into var/build/contracts
+	$(PY) -m contracts.compile
+
+chromium: ## Install Debian's Chromium for the browser tests, if missing
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: install contracts ## Set up and run the marketplace on its embedded default at http://127.0.0.1:8000
+	$(PY) manage.py run_embedded
+
+test: install chromium ## Set up what is missing and run the whole suite (PostgreSQL, Redis, Ganache, Chromium)
+	rm -rf var/test
+	$(TEST_ENV) $(PY) -m contracts.compile
+	$(TEST_ENV) $(PY) -m pytest
+
+test-fast: install ## The suite without end-to-end and browser tests
+	rm -rf var/test
+	$(TEST_ENV) $(PY) -m pytest -m "not e2e and not browser"
+
+lint: install ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+
+bench: install contracts ## Benchmarks; results go to docs/benchmarks.md
+	$(TEST_ENV) $(PY) -m bench
+
+clean: ## Remove local state (database, chain, vaults) and build output
+	rm -rf var staticfiles

@@ -1,0 +1,95 @@
+"""Start and stop a local Ganache chain as a child process (embedded mode and tests)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+
+
+class DevChainError(RuntimeError):
+    """The local chain could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ganache_command(*, port: int, db_path: Path | None = None) -> list[str]:
+    cli = Path(settings.BASE_DIR) / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
+    if not cli.exists():
+        raise DevChainError(f"Ganache is not installed at {cli}; run `npm ci` first.")
+    command = [
+        "node",
+        str(cli),
+        "--wallet.deterministic",
+        "--wallet.totalAccounts",
+        "4",
+        "--server.host",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--chain.chainId",
+        "1337",
+        "--logging.quiet",
+    ]
+    if db_path is not None:
+        db_path.mkdir(parents=True, exist_ok=True)
+        command += ["--database.dbPath", str(db_path)]
+    return command
+
+
+def rpc_ready(url: str) -> bool:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - local URL
+            return "result" in json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def ganache_start(
+    *, port: int, db_path: Path | None = None, timeout: float = 60, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start Ganache on 127.0.0.1:`port` and wait until it answers JSON-RPC."""
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(  # noqa: S603 - fixed command line
+        ganache_command(port=port, db_path=db_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DevChainError(f"Ganache exited with code {process.returncode}")
+        if rpc_ready(url):
+            return process
+        time.sleep(0.2)
+    ganache_stop(process)
+    raise DevChainError(f"Ganache did not answer on {url} within {timeout:.0f}s")
+
+
+def ganache_stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the Ganache we started (by its process group) and wait for it."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,192 @@
+"""Settings, read from environment variables in this one place.
+
+Defaults are the embedded mode of `make run`: SQLite, a broker that needs no server (kombu's
+filesystem transport) and a Ganache chain on 127.0.0.1:8545, all state under `var/`.
+"""
+import hashlib
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env("SECRET_KEY", "embedded-insecure-secret-key-change-me-in-production-0123456789")
+ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "audit",
+    "compute",
+    "pricing",
+    "marketplace",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, worker) share the file: wait for the write lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# htmx and Chart.js are served from the npm packages, never from a CDN.
+STATICFILES_DIRS = [
+    (prefix, BASE_DIR / "node_modules" / package / "dist")
+    for prefix, package in (("vendor/htmx", "htmx.org"), ("vendor/chartjs", "chart.js"))
+    if (BASE_DIR / "node_modules" / package / "dist").exists()
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(20 * 1024 * 1024)))
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "marketplace.exception_handler.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Data marketplace API",
+    "DESCRIPTION": "Buy the use of data, never a copy: quotes, purchases, compute jobs and audit.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Celery: node tasks go to the queue `node.<slug>`; everything else to `celery`.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    _broker_dir.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "audit-anchor": {"task": "audit.tasks.audit_anchor_task", "schedule": float(env("AUDIT_ANCHOR_INTERVAL", "30"))},
+    "outbox-sweep": {"task": "audit.tasks.outbox_sweep_task", "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20"))},
+}
+
+# Chain
+CHAIN_RPC_URL = env("CHAIN_RPC_URL", "http://127.0.0.1:8545")
+# Ganache's first deterministic account: the platform operator on the dev chain (deploys, anchors).
+CHAIN_OPERATOR_KEY = env(
+    "CHAIN_OPERATOR_KEY", "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7bf36b9f0f8b3"
+)
+CHAIN_DEV_FUNDING = env_bool("CHAIN_DEV_FUNDING", True)
+CHAIN_CONFIRMATIONS = int(env("CHAIN_CONFIRMATIONS", "1"))
+CHAIN_TX_TIMEOUT = float(env("CHAIN_TX_TIMEOUT", "30"))
+CONTRACTS_SOURCE_DIR = BASE_DIR / "contracts"
+CONTRACTS_BUILD_DIR = Path(env("CONTRACTS_BUILD_DIR", str(VAR_DIR / "build" / "contracts")))
+CHAIN_DEPLOYMENTS_DIR = Path(env("CHAIN_DEPLOYMENTS_DIR", str(VAR_DIR / "deployments")))
+SOLC_BINARY = Path(env("SOLC_BINARY", str(BASE_DIR / "contracts" / "solc.js")))
+
+# Keys at rest (node vault keys, sealing keys, chain keys) are wrapped with a key derived from this.
+KEY_ENCRYPTION_SECRET = env(
+    "KEY_ENCRYPTION_SECRET", hashlib.sha256(("kek:" + SECRET_KEY).encode()).hexdigest()
+)
+NODES_DIR = Path(env("NODES_DIR", str(VAR_DIR / "nodes")))
+
+# Release and pricing defaults
+RELEASE_MIN_COHORT = int(env("RELEASE_MIN_COHORT", "3"))
+PLATFORM_FEE_BPS = int(env("PLATFORM_FEE_BPS", "500"))
+QUOTE_VALIDITY_SECONDS = int(env("QUOTE_VALIDITY_SECONDS", "900"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")},
+}
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
