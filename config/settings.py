@@ -147,7 +147,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "audit-anchor": {"task": "audit.tasks.audit_anchor_task", "schedule": float(env("AUDIT_ANCHOR_INTERVAL", "30"))},
-    "outbox-sweep": {"task": "audit.tasks.outbox_sweep_task", "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20"))},
+    "outbox-sweep": {"task": "audit.chain.tasks.outbox_sweep_task", "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20"))},
 }
 
 # Chain
@@ -168,6 +168,8 @@ SOLC_BINARY = Path(env("SOLC_BINARY", str(BASE_DIR / "contracts" / "solc.js")))
 KEY_ENCRYPTION_SECRET = env(
     "KEY_ENCRYPTION_SECRET", hashlib.sha256(("kek:" + SECRET_KEY).encode()).hexdigest()
 )
+# Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).
+AUDIT_PARTY_RESOLVER = env("AUDIT_PARTY_RESOLVER", "marketplace.selectors.user_audit_parties")
 NODES_DIR = Path(env("NODES_DIR", str(VAR_DIR / "nodes")))
 
 # Release and pricing defaults

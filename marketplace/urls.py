@@ -1,1 +1,21 @@
-urlpatterns: list = []
+from django.urls import path
+
+from marketplace import apis
+
+urlpatterns = [
+    path("me/", apis.MeApi.as_view(), name="api-me"),
+    path("datasets/", apis.DatasetListApi.as_view(), name="api-dataset-list"),
+    path("datasets/import/", apis.DatasetImportApi.as_view(), name="api-dataset-import"),
+    path("datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-dataset-detail"),
+    path("products/", apis.ProductListApi.as_view(), name="api-product-list"),
+    path("products/create/", apis.ProductCreateApi.as_view(), name="api-product-create"),
+    path("products/<uuid:product_id>/", apis.ProductDetailApi.as_view(), name="api-product-detail"),
+    path("quotes/", apis.QuoteCreateApi.as_view(), name="api-quote-create"),
+    path("quotes/<uuid:quote_id>/", apis.QuoteDetailApi.as_view(), name="api-quote-detail"),
+    path("orders/", apis.OrderListApi.as_view(), name="api-order-list"),
+    path("orders/create/", apis.OrderCreateApi.as_view(), name="api-order-create"),
+    path("orders/<uuid:order_id>/", apis.OrderDetailApi.as_view(), name="api-order-detail"),
+    path("orders/<uuid:order_id>/jobs/", apis.OrderJobCreateApi.as_view(), name="api-order-job-create"),
+    path("orders/<uuid:order_id>/result/", apis.OrderResultApi.as_view(), name="api-order-result"),
+    path("orders/<uuid:order_id>/revoke/", apis.OrderRevokeApi.as_view(), name="api-order-revoke"),
+]

@@ -1,0 +1,140 @@
+"""REST API of the audit log: list and read entries a caller may see, verify one against the chain,
+list the anchored batches. One view per operation; errors are formatted by the project's handler."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404
+from django.utils.module_loading import import_string
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import AuditEntry
+from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list
+from audit.services import audit_entry_verify
+
+
+MAX_ENTRY_ID = 2**63 - 1  # ids are 64-bit; a longer number in the path is simply not found
+
+
+def visible_parties(user: Any) -> list[str] | None:
+    """The organisation slugs whose entries `user` may read; None means every entry."""
+    resolver = import_string(settings.AUDIT_PARTY_RESOLVER)
+    parties = resolver(user)
+    return None if parties is None else list(parties)
+
+
+def _visible_entry(request: Request, entry_id: int) -> AuditEntry:
+    # An entry the caller may not see is answered exactly like one that does not exist.
+    if entry_id > MAX_ENTRY_ID:
+        raise Http404
+    entry = audit_entry_get(entry_id=entry_id, parties=visible_parties(request.user))
+    if entry is None:
+        raise Http404
+    return entry
+
+
+class AuditPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class EntryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "seq", "created_at", "actor", "action", "subject", "parties", "payload",
+                  "payload_digest", "prev_hash", "entry_hash", "batch", "leaf_index"]
+
+
+class EntryPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = EntryOutput(many=True)
+
+
+class EntryListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        subject = serializers.CharField(required=False, max_length=200)
+        action = serializers.CharField(required=False, max_length=100)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=AuditPagination.max_limit)
+        offset = serializers.IntegerField(required=False, min_value=0)
+
+    @extend_schema(parameters=[FilterSerializer], responses=EntryPageOutput,
+                   summary="Audit entries the caller may read, newest first")
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        entries = audit_entry_list(
+            parties=visible_parties(request.user),
+            subject=filters.validated_data.get("subject"),
+            action=filters.validated_data.get("action"),
+        )
+        paginator = AuditPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(EntryOutput(page, many=True).data)
+
+
+class EntryDetailApi(APIView):
+    @extend_schema(responses=EntryOutput, summary="One audit entry")
+    def get(self, request: Request, entry_id: int) -> Response:
+        return Response(EntryOutput(_visible_entry(request, entry_id)).data)
+
+
+class EntryVerifyApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        entry_id = serializers.IntegerField()
+        status = serializers.ChoiceField(choices=["verified", "tampered", "pending", "missing"])
+        problems = serializers.ListField(child=serializers.CharField())
+        detail = serializers.CharField(allow_blank=True)
+        batch_id = serializers.IntegerField(allow_null=True)
+        leaf_index = serializers.IntegerField(allow_null=True)
+        proof = serializers.ListField(child=serializers.CharField(), help_text="sibling hashes, leaf to root, hex")
+        root = serializers.CharField(allow_null=True)
+        chain_root = serializers.CharField(allow_null=True, help_text="the root read from AuditAnchor")
+        tx_hash = serializers.CharField(allow_null=True)
+
+    @extend_schema(responses=OutputSerializer,
+                   summary="Verify an entry: its hash chain, its batch and its Merkle proof against the chain")
+    def get(self, request: Request, entry_id: int) -> Response:
+        entry = _visible_entry(request, entry_id)
+        return Response(self.OutputSerializer(asdict(audit_entry_verify(entry_id=entry.pk))).data)
+
+
+class BatchOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    root = serializers.CharField()
+    size = serializers.IntegerField()
+    first_entry_id = serializers.IntegerField()
+    last_entry_id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    anchor_status = serializers.CharField(source="outbox.status", default=None)
+    tx_hash = serializers.CharField(source="outbox.tx_hash", default=None)
+    block_number = serializers.IntegerField(source="outbox.block_number", default=None)
+
+
+class BatchPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = BatchOutput(many=True)
+
+
+class BatchListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=AuditPagination.max_limit)
+        offset = serializers.IntegerField(required=False, min_value=0)
+
+    @extend_schema(parameters=[FilterSerializer], responses=BatchPageOutput,
+                   summary="Sealed batches and their anchor transactions, newest first")
+    def get(self, request: Request) -> Response:
+        self.FilterSerializer(data=request.query_params).is_valid(raise_exception=True)
+        paginator = AuditPagination()
+        page = paginator.paginate_queryset(audit_batch_list(), request, view=self)
+        return paginator.get_paginated_response(BatchOutput(page, many=True).data)

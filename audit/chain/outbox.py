@@ -1,0 +1,241 @@
+"""The transactional outbox: chain writes recorded with the business change, sent after commit.
+
+A row goes PENDING → SENT (signed raw tx and hash committed *before* it is sent) → CONFIRMED or
+FAILED. Processing is idempotent: a worker claims a row with a conditional UPDATE; a row that was
+signed is only ever re-sent byte for byte, so a crash or a retry cannot put a second tx on chain.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+from web3 import Web3
+
+from audit.chain.accounts import chain_account_signer
+from audit.chain.contracts import contract as deployed_contract
+from audit.chain.errors import ChainError, ChainRevert, ChainUnavailable
+from audit.chain.rpc import rpc_guard
+from audit.chain.signals import outbox_confirmed, outbox_failed
+from audit.chain.transactions import (
+    args_to_abi,
+    nonce_reserved,
+    raw_send,
+    receipt_events,
+    receipt_wait,
+    revert_reason,
+    transaction_build,
+)
+from audit.models import ChainAccount, ChainOutbox
+
+logger = logging.getLogger(__name__)
+
+OPEN = (ChainOutbox.Status.PENDING, ChainOutbox.Status.SENT)
+# Rows untouched this long are picked up by the sweep (their task was lost or gave up).
+SWEEP_AGE = timedelta(seconds=5)
+
+
+def claim_lease() -> timedelta:
+    """How long a claim holds: longer than one send plus the receipt wait."""
+    return timedelta(seconds=settings.CHAIN_TX_TIMEOUT + 30)
+
+
+def outbox_enqueue(
+    *, account: ChainAccount, contract: str, function: str, args: list[Any], subject: str
+) -> ChainOutbox:
+    """Record a chain write; call it inside the caller's DB transaction. The processing task is
+    queued only after that transaction commits, so a rollback leaves neither row nor tx."""
+    row = ChainOutbox(account=account, contract=contract, function=function, args=args, subject=subject)
+    row.full_clean()
+    row.save()
+    transaction.on_commit(lambda: _task_queue(row.pk), robust=True)
+    return row
+
+
+def _task_queue(outbox_id: int) -> None:
+    from audit.chain.tasks import outbox_process_task  # tasks imports this module
+
+    try:
+        outbox_process_task.delay(outbox_id)
+    except Exception as error:  # noqa: BLE001 - broker down: the sweep finds the row later
+        logger.warning("outbox %s not queued (%s); the sweep will process it", outbox_id, error)
+
+
+def _claim(outbox_id: int) -> bool:
+    now = timezone.now()
+    return (
+        ChainOutbox.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(pk=outbox_id, status__in=OPEN)
+        .update(claimed_until=now + claim_lease(), attempts=F("attempts") + 1)
+        == 1
+    )
+
+
+def _release(outbox_id: int, **changes: Any) -> None:
+    ChainOutbox.objects.filter(pk=outbox_id).update(claimed_until=None, updated_at=timezone.now(), **changes)
+
+
+def outbox_process(*, outbox_id: int) -> ChainOutbox:
+    """Bring the row (and the account's earlier open rows, in id order) to a final state.
+
+    Safe to call any number of times from any number of workers. Raises ChainUnavailable (the row
+    stays PENDING or SENT for a retry) when the node is down or the receipt is late.
+    """
+    row = ChainOutbox.objects.get(pk=outbox_id)
+    if row.status in OPEN:
+        earlier = (
+            ChainOutbox.objects.filter(account_id=row.account_id, status__in=OPEN, pk__lte=row.pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for pk in list(earlier):
+            if _claim(pk):
+                _process_claimed(pk)
+    return ChainOutbox.objects.get(pk=outbox_id)
+
+
+def outbox_sweep(*, older_than: timedelta = SWEEP_AGE) -> int:
+    """Process every open row untouched for `older_than`; return how many accounts were swept."""
+    stale = (
+        ChainOutbox.objects.filter(status__in=OPEN, updated_at__lt=timezone.now() - older_than)
+        .values("account_id")
+        .annotate(last=Max("pk"))
+    )
+    swept = 0
+    for group in stale:
+        try:
+            outbox_process(outbox_id=group["last"])
+        except ChainUnavailable as error:
+            logger.warning("outbox sweep stopped: %s", error)
+            break
+        swept += 1
+    return swept
+
+
+def _process_claimed(pk: int) -> None:
+    try:
+        _process_row(pk)
+    finally:
+        # Whatever happened, the claim ends with this call (a no-op when a final state released it).
+        ChainOutbox.objects.filter(pk=pk, claimed_until__isnull=False).update(claimed_until=None)
+
+
+def _process_row(pk: int) -> None:
+    try:
+        row = ChainOutbox.objects.select_related("account").get(pk=pk)
+        if not row.raw_tx:
+            try:
+                _sign_and_store(row)
+            except ChainRevert as revert:
+                _settle_revert(row, revert)
+                return
+            row.refresh_from_db()
+        _send_and_confirm(row)
+    except ChainUnavailable as error:
+        _release(pk, last_error=str(error)[:2000])
+        raise
+    except ChainRevert as revert:
+        _settle_revert(ChainOutbox.objects.get(pk=pk), revert)
+    except Exception as error:
+        # Not transient and not a revert (bad arguments, a rejected tx): stop here, visibly.
+        logger.exception("outbox %s failed", pk)
+        _finish_failed(ChainOutbox.objects.get(pk=pk), reason=f"{type(error).__name__}: {error}")
+
+
+def _sign_and_store(row: ChainOutbox) -> None:
+    """Estimate (a revert here costs no nonce), then sign with the next nonce and commit the raw tx
+    and its hash in the same transaction that advances the account's nonce."""
+    tx = transaction_build(account=row.account, contract=row.contract, function=row.function, args=row.args)
+    signer = chain_account_signer(row.account)
+    with nonce_reserved(row.account) as nonce:
+        signed = signer.sign_transaction({**tx, "nonce": nonce})  # type: ignore[arg-type]
+        ChainOutbox.objects.filter(pk=row.pk).update(
+            status=ChainOutbox.Status.SENT,
+            nonce=nonce,
+            raw_tx=bytes(signed.raw_transaction),
+            tx_hash=Web3.keccak(signed.raw_transaction).to_0x_hex(),
+            last_error="",
+            updated_at=timezone.now(),
+        )
+
+
+def _send_and_confirm(row: ChainOutbox) -> None:
+    try:
+        raw_send(bytes(row.raw_tx or b""))
+    except ChainError as error:
+        if isinstance(error, ChainUnavailable | ChainRevert):
+            raise
+        # The node will never mine these bytes (their nonce went to another tx): sign afresh.
+        _release(row.pk, status=ChainOutbox.Status.PENDING, raw_tx=None, tx_hash="", nonce=None,
+                 last_error=f"re-signing: {error}"[:2000])
+        return
+    receipt = receipt_wait(row.tx_hash)
+    if int(receipt["status"]) != 1:
+        instance = deployed_contract(row.contract)
+        call = {
+            "from": row.account.address,
+            "to": instance.address,
+            "data": instance.encode_abi(row.function, args=args_to_abi(row.args)),
+            "gas": int(receipt["gasUsed"]) * 2,
+        }
+        raise revert_reason(tx=call, block_number=int(receipt["blockNumber"]))  # type: ignore[arg-type]
+    events = receipt_events(receipt, contract=row.contract)
+    _finish_confirmed(row, block_number=int(receipt["blockNumber"]), event=events[0] if events else None)
+
+
+def _finish_confirmed(row: ChainOutbox, *, block_number: int | None, event: dict[str, Any] | None,
+                      note: str = "") -> None:
+    _release(row.pk, status=ChainOutbox.Status.CONFIRMED, block_number=block_number, event=event,
+             last_error=note, confirmed_at=timezone.now())
+    row.refresh_from_db()
+    outbox_confirmed.send(sender=ChainOutbox, outbox=row)
+
+
+def _finish_failed(row: ChainOutbox, *, reason: str) -> None:
+    _release(row.pk, status=ChainOutbox.Status.FAILED, last_error=reason[:2000])
+    row.refresh_from_db()
+    outbox_failed.send(sender=ChainOutbox, outbox=row)
+
+
+def _settle_revert(row: ChainOutbox, revert: ChainRevert) -> None:
+    if already_on_chain(row=row, revert=revert):
+        # A retry of a write that made it: the chain holds exactly the record this row asked for.
+        _finish_confirmed(row, block_number=row.block_number, event=None, note=f"already on chain: {revert}")
+    else:
+        _finish_failed(row, reason=str(revert))
+
+
+def already_on_chain(*, row: ChainOutbox, revert: ChainRevert) -> bool:
+    """Whether `revert` only says that this row's exact write is already on chain."""
+    args = args_to_abi(row.args)
+    me = row.account.address
+    key = (row.contract, row.function, revert.error)
+    view = deployed_contract(row.contract).functions
+    with rpc_guard():
+        return _matches(key, args, me, view)
+
+
+def _matches(key: tuple[str, str, str], args: list[Any], me: str, view: Any) -> bool:
+    try:
+        if key == ("DataRegistry", "register", "AssetAlreadyRegistered"):
+            asset, fingerprint = args
+            return bool(view.ownerOf(asset).call() == me and view.fingerprintOf(asset).call() == fingerprint)
+        if key == ("AccessRegistry", "grant", "GrantExists"):
+            grant_id, asset, grantee, purpose, quota, expires_at = args
+            on_chain = view.grantOf(grant_id).call()
+            return tuple(on_chain[:5]) + (on_chain[6],) == (me, grantee, asset, purpose, quota, expires_at)
+        if key == ("AccessRegistry", "revoke", "GrantAlreadyRevoked"):
+            return bool(view.grantOf(args[0]).call()[0] == me)
+        if key == ("AccessRegistry", "consume", "JobAlreadyCharged"):
+            return True  # job ids are unique: the job was charged, by this very row's earlier try
+        if key == ("AuditAnchor", "anchor", "BatchAlreadyAnchored"):
+            batch_id, root, count = args
+            on_chain_root, on_chain_count, _ = view.rootOf(batch_id).call()
+            return bool(on_chain_root == root and on_chain_count == count)
+    except (ValueError, TypeError):
+        return False
+    return False

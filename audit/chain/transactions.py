@@ -1,0 +1,258 @@
+"""Build, sign, send and confirm chain transactions from accounts held here.
+
+Nonces are allocated under a row lock on the account (`select_for_update`): the next nonce is the
+higher of what this database handed out and the chain's pending count, and it is only advanced when
+the node accepted the transaction, so concurrent senders get contiguous nonces and a failed send
+leaves no gap.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.types import TxParams, TxReceipt
+
+from audit.chain.accounts import chain_account_fund_dev, chain_account_signer
+from audit.chain.client import chain_id, web3_client
+from audit.chain.contracts import contract as deployed_contract
+from audit.chain.errors import ChainError, ChainRevert, ChainUnavailable
+from audit.chain.revert import abi_value_to_json
+from audit.chain.rpc import rpc_guard
+from audit.models import ChainAccount, ChainOutbox
+
+__all__ = [
+    "ChainError",
+    "ChainRevert",
+    "ChainUnavailable",
+    "transaction_send",
+    "transaction_build",
+    "receipt_wait",
+    "receipt_events",
+]
+
+# Tip paid to the block producer; the fee cap leaves room for the base fee to double.
+PRIORITY_FEE_WEI = 10**9
+# Headroom over the node's estimate: state can change a little between estimate and inclusion.
+GAS_MARGIN = 1.25
+RECEIPT_POLL_SECONDS = 0.02
+
+
+def args_to_abi(args: list[Any]) -> list[Any]:
+    """JSON outbox args → web3 call args: 0x-hex of 32 bytes becomes bytes32, addresses stay strings."""
+    converted: list[Any] = []
+    for value in args:
+        if isinstance(value, str) and value.startswith("0x") and len(value) == 66:
+            converted.append(bytes.fromhex(value[2:]))
+        elif isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+            converted.append(to_checksum_address(value))
+        else:
+            converted.append(value)
+    return converted
+
+
+def fee_fields(w3: Web3) -> dict[str, int]:
+    """EIP-1559 fees passed explicitly: web3's default fee lookup costs several round trips."""
+    base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+    return {"maxFeePerGas": 2 * base_fee + PRIORITY_FEE_WEI, "maxPriorityFeePerGas": PRIORITY_FEE_WEI}
+
+
+def _is_insufficient_funds(error: Exception) -> bool:
+    return "insufficient funds" in str(error).lower()
+
+
+def gas_estimate(*, account: ChainAccount, tx: TxParams) -> int:
+    """The gas `tx` needs; a revert comes back as ChainRevert with the decoded custom error.
+
+    On a dev chain an empty balance (e.g. a chain reset under an existing database) is refilled once.
+    """
+    w3 = web3_client()
+    for attempt in range(2):
+        try:
+            with rpc_guard():
+                return int(w3.eth.estimate_gas(tx) * GAS_MARGIN)
+        except Web3RPCError as error:
+            if attempt == 0 and settings.CHAIN_DEV_FUNDING and _is_insufficient_funds(error):
+                chain_account_fund_dev(account=account)
+                continue
+            raise ChainError(f"gas estimate failed: {error}") from error
+    raise AssertionError("unreachable")
+
+
+def transaction_build(*, account: ChainAccount, contract: str, function: str, args: list[Any]) -> TxParams:
+    """The unsigned call (no nonce yet) with gas and fees filled in; raises ChainRevert early."""
+    w3 = web3_client()
+    instance = deployed_contract(contract)
+    with rpc_guard():
+        data = instance.encode_abi(function, args=args_to_abi(args))
+        tx: TxParams = {
+            "from": account.address,
+            "to": instance.address,
+            "data": data,
+            "value": 0,
+            "chainId": chain_id(),
+            **fee_fields(w3),  # type: ignore[typeddict-item]
+        }
+    tx["gas"] = gas_estimate(account=account, tx=tx)
+    return tx
+
+
+def _unsent_rebroadcast(*, account: ChainAccount, chain_count: int) -> None:
+    """Re-send outbox txs this account signed but the node never got (a crash between commit and
+    send); otherwise every later nonce would wait behind the hole."""
+    stranded = ChainOutbox.objects.filter(
+        account=account, status=ChainOutbox.Status.SENT, nonce__gte=chain_count
+    ).order_by("nonce")
+    for row in stranded:
+        raw_send(bytes(row.raw_tx or b""))
+
+
+@contextmanager
+def nonce_reserved(account: ChainAccount) -> Iterator[int]:
+    """Yield the account's next nonce under its row lock; it is consumed only if the body succeeds."""
+    w3 = web3_client()
+    with transaction.atomic():
+        locked = ChainAccount.objects.select_for_update().get(pk=account.pk)
+        with rpc_guard():
+            chain_count = int(w3.eth.get_transaction_count(locked.address, "pending"))
+        if locked.next_nonce is not None and locked.next_nonce > chain_count:
+            _unsent_rebroadcast(account=locked, chain_count=chain_count)
+        nonce = max(locked.next_nonce or 0, chain_count)
+        yield nonce
+        ChainAccount.objects.filter(pk=locked.pk).update(next_nonce=nonce + 1)
+
+
+def raw_send(raw_tx: bytes) -> str:
+    """Send a signed tx; sending the same bytes again is harmless (the node knows it, or mined it)."""
+    w3 = web3_client()
+    tx_hash = Web3.keccak(raw_tx).to_0x_hex()
+    try:
+        with rpc_guard():
+            w3.eth.send_raw_transaction(raw_tx)
+    except Web3RPCError as error:
+        message = str(error).lower()
+        if "already" in message or "known" in message:
+            return tx_hash
+        if "nonce" in message:
+            with rpc_guard():
+                try:
+                    w3.eth.get_transaction(HexBytes(tx_hash))
+                    return tx_hash  # our own tx took that nonce earlier
+                except TransactionNotFound:
+                    pass
+        raise ChainError(f"send rejected: {error}") from error
+    return tx_hash
+
+
+def receipt_wait(tx_hash: str, *, timeout: float | None = None) -> TxReceipt:
+    """The receipt once it has `settings.CHAIN_CONFIRMATIONS` confirmations; ChainUnavailable on timeout.
+
+    The receipt is read again after the last confirmation, so one that a reorg dropped is not final.
+    """
+    w3 = web3_client()
+    deadline = time.monotonic() + (timeout if timeout is not None else settings.CHAIN_TX_TIMEOUT)
+    while True:
+        with rpc_guard():
+            try:
+                receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                receipt = None
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                depth = int(w3.eth.block_number) - int(receipt["blockNumber"]) + 1
+                if depth >= settings.CHAIN_CONFIRMATIONS:
+                    return receipt
+        if time.monotonic() >= deadline:
+            raise ChainUnavailable(f"no final receipt for {tx_hash} yet")
+        time.sleep(RECEIPT_POLL_SECONDS)
+
+
+def receipt_events(receipt: TxReceipt, *, contract: str) -> list[dict[str, Any]]:
+    """The contract's events in `receipt`, as {"event": name, "args": {...}} with JSON values."""
+    instance = deployed_contract(contract)
+    by_topic: dict[bytes, dict[str, Any]] = {}
+    for item in instance.abi:
+        if item["type"] == "event":
+            types = ",".join(str(arg["type"]) for arg in item["inputs"])
+            by_topic[bytes(Web3.keccak(text=f"{item['name']}({types})"))] = dict(item)
+    events: list[dict[str, Any]] = []
+    for log in receipt["logs"]:
+        if to_checksum_address(log["address"]) != instance.address or not log["topics"]:
+            continue
+        abi = by_topic.get(bytes(log["topics"][0]))
+        if abi is None:
+            continue
+        decoded = instance.events[abi["name"]]().process_log(log)
+        types = {arg["name"]: arg["type"] for arg in abi["inputs"]}
+        args = {name: abi_value_to_json(value, types[name]) for name, value in decoded["args"].items()}
+        events.append({"event": abi["name"], "args": args})
+    return events
+
+
+def revert_reason(*, tx: TxParams, block_number: int) -> ChainRevert:
+    """Why a mined tx failed: replay it as a call on the state just before its block."""
+    w3 = web3_client()
+    call: TxParams = {key: tx[key] for key in ("from", "to", "data", "gas") if key in tx}  # type: ignore[misc]
+    try:
+        with rpc_guard():
+            w3.eth.call(call, block_identifier=max(block_number - 1, 0))
+    except ChainRevert as revert:
+        return revert
+    return ChainRevert("Revert", {"message": "failed on chain (out of gas or state changed in its block)"})
+
+
+def receipt_result(*, receipt: TxReceipt, tx: TxParams, contract: str) -> dict[str, Any]:
+    """{"tx_hash", "block_number", "events"} for a successful receipt; ChainRevert for a failed one."""
+    if int(receipt["status"]) != 1:
+        raise revert_reason(tx=tx, block_number=int(receipt["blockNumber"]))
+    return {
+        "tx_hash": receipt["transactionHash"].to_0x_hex(),
+        "block_number": int(receipt["blockNumber"]),
+        "events": receipt_events(receipt, contract=contract),
+    }
+
+
+def transaction_sign_send(*, account: ChainAccount, tx: TxParams) -> tuple[str, TxParams]:
+    """Sign `tx` with the account's next nonce and send it; return (tx hash, the tx with its nonce)."""
+    signer = chain_account_signer(account)
+    # A node that already counted a nonce we did not (a key used elsewhere) answers "nonce too low":
+    # the second round reads the chain's count again. On a dev chain an empty balance is refilled.
+    for attempt in range(2):
+        try:
+            with nonce_reserved(account) as nonce:
+                full: TxParams = {**tx, "nonce": nonce}
+                signed = signer.sign_transaction(full)  # type: ignore[arg-type]
+                return raw_send(bytes(signed.raw_transaction)), full
+        except ChainError as error:
+            if attempt > 0 or isinstance(error, ChainRevert | ChainUnavailable):
+                raise
+            if settings.CHAIN_DEV_FUNDING and _is_insufficient_funds(error):
+                chain_account_fund_dev(account=account)
+                continue
+            if "nonce" in str(error).lower():
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def transaction_send(
+    *, account: ChainAccount, contract: str, function: str, args: list[Any], wait: bool = True
+) -> dict[str, Any]:
+    """Call `contract.function(*args)` from `account` and (when `wait`) confirm it.
+
+    Returns {"tx_hash", "block_number", "events": [{"event", "args"}]}; without `wait` only the
+    hash (block_number None, no events). Raises ChainRevert (decoded custom error) when the call
+    reverts — before any nonce is used when the revert is visible at estimate time — and
+    ChainUnavailable when the node is down or the receipt does not come in time.
+    """
+    tx = transaction_build(account=account, contract=contract, function=function, args=args)
+    tx_hash, full = transaction_sign_send(account=account, tx=tx)
+    if not wait:
+        return {"tx_hash": tx_hash, "block_number": None, "events": []}
+    return receipt_result(receipt=receipt_wait(tx_hash), tx=full, contract=contract)

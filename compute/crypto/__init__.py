@@ -1,0 +1,1 @@
+"""Cryptography of the compute layer: hash-to-curve, sealing between nodes, encryption at rest."""

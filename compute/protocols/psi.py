@@ -1,0 +1,244 @@
+"""ECDH private set intersection on secp256k1 (the Meadows / Huberman-Franklin-Hogg protocol).
+
+The consumer (client) holds ids X, the provider (server) holds ids Y; H is RFC 9380 hash-to-curve.
+
+    1. client:  a fresh secret a;  sends  a·H(x)      for its distinct x
+    2. server:  a fresh secret b;  sends  b·(a·H(x))  (in the client's order, or shuffled when only the
+                                          count may be released) and b·H(y) for its distinct y, shuffled
+    3. client:  computes a·(b·H(y)) and matches it against b·a·H(x): x ∈ Y exactly when they are equal.
+
+Under the DDH assumption each side sees only pseudo-random points and the sizes |X| and |Y|.
+Duplicates are removed before blinding: equal ids would give equal points and reveal themselves.
+Messages are packed bytes: a 14-byte header (magic, kind, mode, two counts), then 33-byte compressed
+points. Scalar multiplication is libsecp256k1's (through coincurve); ``workers > 1`` spreads hashing and
+multiplication over forked processes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from compute.crypto.hash_to_curve import hash_to_curve_many
+from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
+
+DST = b"DATAXCHANGE-PSI-V1-secp256k1_XMD:SHA-256_SSWU_RO_"
+MODES = ("intersection", "cardinality")
+POINT_SIZE = 33
+_HEADER = struct.Struct(">4sBBII")  # magic, kind, mode, count of client points, count of server points
+_MAGIC = b"DXPS"
+_KIND_REQUEST, _KIND_RESPONSE = 1, 2
+_MODE_CODES = {"intersection": 1, "cardinality": 2}
+_MODE_NAMES = {code: name for name, code in _MODE_CODES.items()}
+_STATE_MAGIC = b"DXPC"
+# Below this many items per worker a pool's start-up costs more than it saves.
+_MIN_ITEMS_PER_WORKER = 2000
+
+
+class PsiError(ValueError):
+    """A malformed or invalid PSI message, or an invalid argument to a PSI step."""
+
+
+@dataclass(frozen=True)
+class PsiClientState:
+    """What the client keeps between its two steps. Never sent: ``key`` is its secret scalar."""
+
+    key: bytes = field(repr=False)
+    ids: tuple[bytes, ...] = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        """A compact encoding (for the node's encrypted vault between steps); not a pickle."""
+        parts = [_STATE_MAGIC, self.key, struct.pack(">I", len(self.ids))]
+        for item in self.ids:
+            parts.append(struct.pack(">I", len(item)))
+            parts.append(item)
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PsiClientState:
+        """Decode ``to_bytes``; raises PsiError on anything else."""
+        try:
+            if data[:4] != _STATE_MAGIC:
+                raise PsiError("Not a PSI client state.")
+            key = data[4:36]
+            (count,) = struct.unpack_from(">I", data, 36)
+            offset, ids = 40, []
+            for _ in range(count):
+                (size,) = struct.unpack_from(">I", data, offset)
+                offset += 4
+                ids.append(data[offset : offset + size])
+                offset += size
+        except struct.error as exc:
+            raise PsiError("Truncated PSI client state.") from exc
+        if offset != len(data):
+            raise PsiError("Malformed PSI client state.")
+        _check_scalar(key)
+        return cls(key=key, ids=tuple(ids))
+
+
+@dataclass(frozen=True)
+class PsiResult:
+    """What the client learns: the mode, |X ∩ Y|, and in intersection mode the positions in its own
+    id list (every position of a repeated id) whose id the server holds."""
+
+    mode: str
+    cardinality: int
+    indexes: list[int]
+
+
+def _new_scalar() -> bytes:
+    return (secrets.randbelow(ORDER - 1) + 1).to_bytes(32, "big")
+
+
+def _check_scalar(key: bytes) -> None:
+    if len(key) != 32 or not 0 < int.from_bytes(key, "big") < ORDER:
+        raise PsiError("A PSI key is a 32-byte scalar in [1, n).")
+
+
+def _distinct(ids: Sequence[bytes]) -> list[bytes]:
+    for item in ids:
+        if not isinstance(item, bytes | bytearray):
+            raise PsiError("PSI ids are bytes (encode strings as UTF-8).")
+    return list(dict.fromkeys(bytes(item) for item in ids))
+
+
+def _split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + POINT_SIZE] for i in range(0, len(packed), POINT_SIZE)]
+
+
+# --- Work units: module-level so that pool workers can run them ------------------------------------
+
+
+def _hash_and_blind(ids: Sequence[bytes], key: bytes) -> bytes:
+    """key · H(id) for each id, packed."""
+    return b"".join(multiply_many(hash_to_curve_many(ids, DST, compressed=False), key))
+
+
+def _blind(packed: bytes, key: bytes) -> bytes:
+    """key · P for each packed 33-byte point P, packed; PsiError if one is not a valid point."""
+    try:
+        return b"".join(multiply_many(_split(packed), key))
+    except InvalidPoint as exc:
+        raise PsiError(f"The message holds an invalid curve point (item {exc.index} of its chunk).") from None
+
+
+def _run_task(task: tuple[Callable[..., bytes], tuple]) -> bytes:
+    function, args = task
+    return function(*args)
+
+
+def _run_all(tasks: list[tuple[Callable[..., bytes], tuple]], workers: int) -> list[bytes]:
+    """Run the tasks, in processes when asked and worth it; results in task order."""
+    if workers > 1 and not multiprocessing.current_process().daemon:
+        # fork: the children start at once with everything imported; a daemonic process (a Celery
+        # prefork child) may not have children, so there the work runs in-process.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_run_task, tasks, chunksize=1)
+    return [function(*args) for function, args in tasks]
+
+
+def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
+    """[start, end) ranges: one per worker if the work is worth spreading, else one."""
+    parts = min(workers, count // _MIN_ITEMS_PER_WORKER) if workers > 1 else 1
+    parts = max(parts, 1)
+    # A few more pieces than workers evens out uneven progress without much transfer overhead.
+    if parts > 1:
+        parts *= 2
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+def _hash_and_blind_tasks(ids: Sequence[bytes], key: bytes, workers: int) -> list:
+    return [(_hash_and_blind, (ids[start:end], key)) for start, end in _chunks(len(ids), workers)]
+
+
+def _blind_tasks(packed: bytes, key: bytes, workers: int) -> list:
+    count = len(packed) // POINT_SIZE
+    return [
+        (_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key)) for start, end in _chunks(count, workers)
+    ]
+
+
+# --- Messages --------------------------------------------------------------------------------------
+
+
+def _parse(message: bytes, kind: int) -> tuple[int, int, int, bytes]:
+    if len(message) < _HEADER.size:
+        raise PsiError("The PSI message is too short.")
+    magic, got_kind, mode, count_a, count_b = _HEADER.unpack_from(message)
+    if magic != _MAGIC or got_kind != kind:
+        raise PsiError("Not the expected PSI message.")
+    body = message[_HEADER.size :]
+    if len(body) != (count_a + count_b) * POINT_SIZE:
+        raise PsiError("The PSI message's length does not match its counts.")
+    # Every point is compressed (prefix 02 or 03); this catches garbage without a square root per point.
+    if body[0 :: POINT_SIZE].translate(None, b"\x02\x03"):
+        raise PsiError("The PSI message holds a value that is not a compressed curve point.")
+    return mode, count_a, count_b, body
+
+
+# --- The three steps -------------------------------------------------------------------------------
+
+
+def psi_client_blind(
+    ids: Sequence[bytes], *, key: bytes | None = None, workers: int = 1
+) -> tuple[PsiClientState, bytes]:
+    """Step 1 (client): blind its distinct ids with a secret scalar; returns (state, request).
+
+    ``key`` reuses a saved scalar so that a redelivered step sends the same message; by default a
+    fresh one is drawn.
+    """
+    if key is None:
+        key = _new_scalar()
+    _check_scalar(key)
+    distinct = _distinct(ids)
+    state = PsiClientState(key=key, ids=tuple(bytes(item) for item in ids))
+    blinded = b"".join(_run_all(_hash_and_blind_tasks(distinct, key, workers), workers))
+    return state, _HEADER.pack(_MAGIC, _KIND_REQUEST, 0, len(distinct), 0) + blinded
+
+
+def psi_server_respond(message: bytes, server_ids: Sequence[bytes], *, mode: str, workers: int = 1) -> bytes:
+    """Step 2 (server): re-blind the client's points and blind its own shuffled distinct ids.
+
+    In "cardinality" mode the re-blinded client points are shuffled too, so the client learns only how
+    many of its ids matched, not which. The server's scalar is drawn here and forgotten on return.
+    """
+    if mode not in _MODE_CODES:
+        raise PsiError(f"Unknown PSI mode {mode!r}; expected one of {MODES}.")
+    _, count, _, body = _parse(message, _KIND_REQUEST)
+    key = _new_scalar()
+    shuffle = secrets.SystemRandom().shuffle
+    distinct = _distinct(server_ids)
+    shuffle(distinct)
+    client_tasks = _blind_tasks(body, key, workers)
+    results = _run_all(client_tasks + _hash_and_blind_tasks(distinct, key, workers), workers)
+    double_blinded = b"".join(results[: len(client_tasks)])
+    server_blinded = b"".join(results[len(client_tasks) :])
+    if mode == "cardinality":
+        points = _split(double_blinded)
+        shuffle(points)
+        double_blinded = b"".join(points)
+    header = _HEADER.pack(_MAGIC, _KIND_RESPONSE, _MODE_CODES[mode], count, len(distinct))
+    return header + double_blinded + server_blinded
+
+
+def psi_client_finish(state: PsiClientState, message: bytes, *, workers: int = 1) -> PsiResult:
+    """Step 3 (client): unblind the server's answer and match; returns the intersection or its size."""
+    mode_code, count, server_count, body = _parse(message, _KIND_RESPONSE)
+    if mode_code not in _MODE_NAMES:
+        raise PsiError("The PSI response names an unknown mode.")
+    distinct = _distinct(state.ids)
+    if count != len(distinct):
+        raise PsiError("The PSI response does not answer this client's request (wrong count).")
+    split_at = count * POINT_SIZE
+    server_blinded = body[split_at:]
+    theirs = set(_split(b"".join(_run_all(_blind_tasks(server_blinded, state.key, workers), workers))))
+    double_blinded = _split(body[:split_at])
+    mode = _MODE_NAMES[mode_code]
+    if mode == "cardinality":
+        return PsiResult(mode=mode, cardinality=sum(1 for value in double_blinded if value in theirs), indexes=[])
+    common = {item for item, value in zip(distinct, double_blinded, strict=True) if value in theirs}
+    indexes = [i for i, item in enumerate(state.ids) if item in common]
+    return PsiResult(mode=mode, cardinality=len(common), indexes=indexes)

@@ -1,0 +1,80 @@
+"""Forms of the web UI. They check the shape of the input; the services decide what is allowed."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+
+from marketplace.exceptions import ApplicationError
+from marketplace.models import Dataset, Product
+
+
+def form_error_from(form: forms.Form, error: ApplicationError) -> None:
+    """Show a service's refusal on the form: on the field it names when the form has it, else on top."""
+    field = error.extra.get("field")
+    form.add_error(field if field in form.fields else None, error.message)
+
+
+def cents_of(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+class DatasetImportForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    id_column = forms.CharField(
+        max_length=100, initial="id", help_text="The column that holds the record ids."
+    )
+    file = forms.FileField(label="CSV file", help_text="UTF-8, comma-separated, with a header row.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class DatasetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.table.row_count:,} rows)"
+
+
+class ProductCreateForm(forms.Form):
+    dataset = DatasetChoiceField(queryset=Dataset.objects.none())
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    purposes = forms.MultipleChoiceField(choices=Product.Purpose.choices, widget=forms.CheckboxSelectMultiple)
+    base_price = forms.DecimalField(
+        label="Base price ($)", min_value=Decimal("0"), max_digits=10, decimal_places=2,
+        initial=Decimal("10.00"),
+    )
+    price_per_match = forms.DecimalField(
+        label="Price per matched record ($)", min_value=Decimal("0"), max_digits=10, decimal_places=2,
+        initial=Decimal("0.05"),
+    )
+    quota = forms.IntegerField(
+        min_value=1, max_value=10_000, initial=5, help_text="Jobs allowed per purchase."
+    )
+    validity_days = forms.IntegerField(min_value=1, max_value=3650, initial=30)
+
+    def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
+
+
+class QuoteRequestForm(forms.Form):
+    dataset = DatasetChoiceField(
+        queryset=Dataset.objects.none(), label="Your ids", help_text="One of your own datasets."
+    )
+    purpose = forms.ChoiceField(choices=())
+
+    def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
+        labels = dict(Product.Purpose.choices)
+        self.fields["purpose"].choices = [(p, labels.get(p, p)) for p in purposes]  # type: ignore[attr-defined]
+
+
+class BuyForm(forms.Form):
+    idempotency_key = forms.CharField(max_length=200, widget=forms.HiddenInput)
+
+
+class AuditFilterForm(forms.Form):
+    subject = forms.CharField(max_length=200, required=False)
+    action = forms.CharField(max_length=100, required=False)

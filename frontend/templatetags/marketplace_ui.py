@@ -1,0 +1,71 @@
+"""Template helpers of the web UI: money in cents shown as currency, shares as percentages, and the
+account summary (organisation and balance) in the nav bar."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from marketplace.exceptions import ApplicationError
+from marketplace.models import Product
+from marketplace.selectors import balance_of, user_organisation
+
+register = template.Library()
+
+
+@register.filter
+def cents(value: Any) -> str:
+    """12345 → "$123.45"; negative amounts (discounts) keep their sign in front of the symbol."""
+    if value is None or value == "":
+        return "—"
+    amount = int(value)
+    sign = "−" if amount < 0 else ""
+    whole, part = divmod(abs(amount), 100)
+    return f"{sign}${whole:,}.{part:02d}"
+
+
+@register.filter
+def percent(value: Any, digits: int = 1) -> str:
+    """0.9734 → "97.3 %"."""
+    if value is None or value == "":
+        return "—"
+    return f"{float(value) * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def thousands(value: Any) -> str:
+    """1234567 → "1,234,567"."""
+    if value is None or value == "":
+        return "—"
+    return f"{int(value):,}"
+
+
+@register.filter
+def purpose_label(value: str) -> str:
+    return str(dict(Product.Purpose.choices).get(value, value))
+
+
+@register.filter
+def short_hash(value: Any, keep: int = 10) -> str:
+    """0xabcdef…1234: enough of a long hash to recognise it; the full value goes in a title attribute."""
+    text = str(value or "")
+    keep = int(keep)
+    if len(text) <= 2 * keep + 1:
+        return text
+    return f"{text[:keep]}…{text[-6:]}"
+
+
+@register.inclusion_tag("frontend/partials/account_bar.html", takes_context=True)
+def account_bar(context: template.Context) -> dict[str, Any]:
+    """The signed-in user's organisation and balances, or nothing for anonymous users."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    summary: dict[str, Any] = {"user": user, "organisation": None, "balances": {}, "request": request}
+    if user is not None and user.is_authenticated:
+        try:
+            organisation = user_organisation(user)
+        except ApplicationError:
+            return summary
+        summary["organisation"] = organisation
+        summary["balances"] = balance_of(organisation=organisation)
+    return summary

@@ -1,0 +1,291 @@
+"""REST API for providers and consumers: one view per operation, small nested serializers.
+
+Views are thin: validate input, call a selector or a service, serialize. Errors are formatted by
+marketplace.exception_handler.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace import selectors
+from marketplace.models import Dataset, Order, Product, Quote
+from marketplace.services.catalog import dataset_import, product_create
+from marketplace.services.orders import order_grant_revoke, order_job_start, order_place, order_result
+from marketplace.services.quotes import quote_request
+
+
+def _actor(request: Request) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+class TableOutput(serializers.Serializer):
+    row_count = serializers.IntegerField()
+    columns = serializers.JSONField()
+    quality = serializers.JSONField()
+    fingerprint = serializers.CharField()
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    table = TableOutput()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "description", "table", "created_at"]
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    protocol = serializers.CharField()
+    status = serializers.CharField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    progress = serializers.JSONField()
+    error = serializers.CharField()
+    result_cardinality = serializers.IntegerField(allow_null=True)
+    consume_tx_hash = serializers.CharField()
+
+
+class ProductOutput(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.slug")
+    dataset = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Product
+        fields = [
+            "id", "title", "description", "provider", "compute_types", "purposes", "base_price",
+            "price_per_match", "quota", "validity_days", "status", "chain_asset_id", "dataset", "created_at",
+        ]
+
+    def get_dataset(self, product: Product) -> dict[str, Any]:
+        table = product.dataset.table
+        return {"row_count": table.row_count, "columns": table.columns, "quality": table.quality,
+                "fingerprint": table.fingerprint}
+
+
+class QuoteOutput(serializers.ModelSerializer):
+    trial_job = JobOutput(allow_null=True)
+
+    class Meta:
+        model = Quote
+        fields = ["id", "product", "buyer_dataset", "purpose", "status", "coverage", "breakdown", "price",
+                  "error", "valid_until", "trial_job", "created_at"]
+
+
+class OrderOutput(serializers.ModelSerializer):
+    buyer = serializers.CharField(source="buyer.slug")
+    provider = serializers.CharField(source="product.provider.slug")
+    jobs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = ["id", "buyer", "provider", "product", "quote", "price", "status", "terms", "grant_id",
+                  "grant_expires_at", "failure_reason", "jobs", "created_at"]
+
+    def get_jobs(self, order: Order) -> list[dict[str, Any]]:
+        return [dict(JobOutput(link.job).data) for link in order.order_jobs.select_related("job")]
+
+
+class MeApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        organisation = serializers.CharField()
+        balances = serializers.DictField(child=serializers.IntegerField())
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(self.OutputSerializer({
+            "username": request.user.get_username(),
+            "organisation": organisation.slug,
+            "balances": selectors.balance_of(organisation=organisation),
+        }).data)
+
+
+class DatasetListApi(APIView):
+    @extend_schema(responses=DatasetOutput(many=True))
+    def get(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(DatasetOutput(selectors.dataset_list(organisation=organisation)[:500], many=True).data)
+
+
+class DatasetImportApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        id_column = serializers.CharField(max_length=100)
+        description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+        file = serializers.FileField()
+
+    @extend_schema(request=InputSerializer, responses={201: DatasetOutput})
+    def post(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_import(
+            organisation=organisation,
+            name=data.validated_data["name"],
+            id_column=data.validated_data["id_column"],
+            description=data.validated_data["description"],
+            data=data.validated_data["file"].read(),
+            actor=_actor(request),
+        )
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    @extend_schema(responses=DatasetOutput)
+    def get(self, request: Request, dataset_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(DatasetOutput(selectors.dataset_get(organisation=organisation, dataset_id=dataset_id)).data)
+
+
+class ProductListApi(APIView):
+    @extend_schema(responses=ProductOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(ProductOutput(selectors.product_catalog()[:200], many=True).data)
+
+
+class ProductCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        dataset = serializers.UUIDField()
+        title = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+        purposes = serializers.ListField(child=serializers.ChoiceField(Product.Purpose.choices), min_length=1)
+        base_price = serializers.IntegerField(min_value=0, max_value=10**9)
+        price_per_match = serializers.IntegerField(min_value=0, max_value=10**6)
+        quota = serializers.IntegerField(min_value=1, max_value=10**6, default=5)
+        validity_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
+
+    @extend_schema(request=InputSerializer, responses={201: ProductOutput})
+    def post(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        product = product_create(
+            provider=organisation,
+            dataset_id=str(values["dataset"]),
+            title=values["title"],
+            description=values["description"],
+            purposes=values["purposes"],
+            base_price=values["base_price"],
+            price_per_match=values["price_per_match"],
+            quota=values["quota"],
+            validity_days=values["validity_days"],
+            actor=_actor(request),
+        )
+        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetailApi(APIView):
+    @extend_schema(responses=ProductOutput)
+    def get(self, request: Request, product_id: str) -> Response:
+        return Response(ProductOutput(selectors.product_get(product_id=product_id)).data)
+
+
+class QuoteCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        product = serializers.UUIDField()
+        dataset = serializers.UUIDField(help_text="One of your own datasets: the ids to enrich.")
+        purpose = serializers.ChoiceField(Product.Purpose.choices)
+
+    @extend_schema(request=InputSerializer, responses={201: QuoteOutput})
+    def post(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = quote_request(
+            buyer=organisation,
+            product_id=str(data.validated_data["product"]),
+            dataset_id=str(data.validated_data["dataset"]),
+            purpose=data.validated_data["purpose"],
+            actor=_actor(request),
+        )
+        quote.refresh_from_db()
+        return Response(QuoteOutput(quote).data, status=status.HTTP_201_CREATED)
+
+
+class QuoteDetailApi(APIView):
+    @extend_schema(responses=QuoteOutput)
+    def get(self, request: Request, quote_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(QuoteOutput(selectors.quote_get(organisation=organisation, quote_id=quote_id)).data)
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+    description="A unique key per purchase; repeating it returns the first order.",
+)
+
+
+class OrderListApi(APIView):
+    @extend_schema(responses=OrderOutput(many=True))
+    def get(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(OrderOutput(selectors.order_list(organisation=organisation)[:200], many=True).data)
+
+
+class OrderCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        quote = serializers.UUIDField()
+
+    @extend_schema(request=InputSerializer, responses={201: OrderOutput, 200: OrderOutput},
+                   parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order, created = order_place(
+            buyer=organisation,
+            quote_id=str(data.validated_data["quote"]),
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            actor=_actor(request),
+        )
+        order.refresh_from_db()
+        return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses=OrderOutput)
+    def get(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(OrderOutput(selectors.order_get(organisation=organisation, order_id=order_id)).data)
+
+
+class OrderJobCreateApi(APIView):
+    @extend_schema(request=None, responses={201: JobOutput})
+    def post(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
+        job = order_job_start(order=order, actor=_actor(request))
+        job.refresh_from_db()
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class OrderResultApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        order = serializers.UUIDField()
+        ids = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
+        return Response(self.OutputSerializer({"order": order.id, "ids": order_result(order=order)}).data)
+
+
+class OrderRevokeApi(APIView):
+    @extend_schema(request=None, responses=OrderOutput)
+    def post(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get(organisation=organisation, order_id=order_id)
+        order = order_grant_revoke(order=order, organisation=organisation, actor=_actor(request))
+        return Response(OrderOutput(order).data)

@@ -1,0 +1,1 @@
+"""Marketplace services (writes). Reads live in marketplace/selectors.py."""

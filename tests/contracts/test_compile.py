@@ -1,0 +1,80 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from contracts.compile import (
+    CONTRACT_NAMES,
+    CompilePaths,
+    ContractCompileError,
+    contracts_compile,
+    sources_hash,
+    sources_read,
+)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    source_dir = tmp_path / "src"
+    source_dir.mkdir()
+    for source in settings.CONTRACTS_SOURCE_DIR.glob("*.sol"):
+        shutil.copy(source, source_dir / source.name)
+    return CompilePaths(source_dir=source_dir, build_dir=tmp_path / "build", solc_binary=settings.SOLC_BINARY)
+
+
+def test_it_writes_one_artefact_per_contract_with_abi_bytecode_and_sources_hash(paths):
+    written = contracts_compile(paths=paths)
+
+    assert set(written) == set(CONTRACT_NAMES)
+    digest = sources_hash(sources_read(paths.source_dir))
+    for name, path in written.items():
+        artefact = json.loads(path.read_text())
+        assert artefact["contractName"] == name
+        assert artefact["sourcesHash"] == digest
+        assert artefact["bytecode"].startswith("0x60") and len(artefact["bytecode"]) > 100
+        assert artefact["compilerSettings"]["evmVersion"] == "shanghai"
+        assert any(item["type"] == "function" for item in artefact["abi"])
+    anchor_abi = json.loads(written["AuditAnchor"].read_text())["abi"]
+    assert {"AccessControlUnauthorizedAccount", "BatchAlreadyAnchored"} <= {
+        item["name"] for item in anchor_abi if item["type"] == "error"}
+
+
+def test_it_skips_work_while_the_sources_are_unchanged_and_rebuilds_when_they_change(paths):
+    first = contracts_compile(paths=paths)
+    stamps = {name: path.stat().st_mtime_ns for name, path in first.items()}
+
+    again = contracts_compile(paths=paths)
+    assert {name: path.stat().st_mtime_ns for name, path in again.items()} == stamps
+
+    source = paths.source_dir / "DataRegistry.sol"
+    source.write_text(source.read_text() + "\n// changed\n")
+    rebuilt = contracts_compile(paths=paths)
+    artefact = json.loads(rebuilt["DataRegistry"].read_text())
+    assert artefact["sourcesHash"] == sources_hash(sources_read(paths.source_dir))
+    assert rebuilt["DataRegistry"].stat().st_mtime_ns != stamps["DataRegistry"]
+
+
+def test_it_reports_a_compile_error_in_one_line(paths):
+    broken = paths.source_dir / "DataRegistry.sol"
+    broken.write_text(broken.read_text().replace("external view returns (address)", "external view returns (adress)"))
+
+    with pytest.raises(ContractCompileError) as caught:
+        contracts_compile(paths=paths)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "adress" in message or "Identifier not found" in message
+    assert not (paths.build_dir / "DataRegistry.json").exists()
+
+
+def test_it_runs_as_a_module_from_the_makefile():
+    result = subprocess.run(
+        [sys.executable, "-m", "contracts.compile"], cwd=settings.BASE_DIR, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert all(f"{name}:" in result.stdout for name in CONTRACT_NAMES)

@@ -1,0 +1,83 @@
+"""The purchase path driven through the REST API, shared by the eager and the end-to-end tests."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from rest_framework.test import APIClient
+
+from tests.conftest import wait_for
+from tests.marketplace.data import consumer_csv, provider_csv
+
+
+def client_for(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def upload(client: APIClient, name: str, data: bytes) -> dict[str, Any]:
+    response = client.post(
+        "/api/datasets/import/",
+        {"name": name, "id_column": "customer_id", "file": _file(data)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def _file(data: bytes) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("data.csv", data, content_type="text/csv")
+
+
+def list_product(client: APIClient, dataset_id: str, **terms: Any) -> dict[str, Any]:
+    body = {"dataset": dataset_id, "title": "Customer match", "description": "Match your customers",
+            "purposes": ["risk_control"], "base_price": 100, "price_per_match": 2, "quota": 3,
+            "validity_days": 30} | terms
+    response = client.post("/api/products/create/", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def quote(client: APIClient, product_id: str, dataset_id: str, *, timeout: float = 60) -> dict[str, Any]:
+    response = client.post("/api/quotes/", {"product": product_id, "dataset": dataset_id,
+                                            "purpose": "risk_control"}, format="json")
+    assert response.status_code == 201, response.content
+    quote_id = response.json()["id"]
+
+    def ready() -> dict[str, Any] | None:
+        body = client.get(f"/api/quotes/{quote_id}/").json()
+        return body if body["status"] != "measuring" else None
+
+    return wait_for(ready, timeout=timeout)
+
+
+def buy(client: APIClient, quote_id: str, key: str | None = None) -> Any:
+    return client.post("/api/orders/create/", {"quote": quote_id}, format="json",
+                       HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()))
+
+
+def wait_order(client: APIClient, order_id: str, statuses: set[str], *, timeout: float = 60) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        body = client.get(f"/api/orders/{order_id}/").json()
+        return body if body["status"] in statuses else None
+
+    return wait_for(reached, timeout=timeout)
+
+
+def run_purchase(provider_token: str, consumer_token: str, provider_ids: list[str], consumer_ids: list[str],
+                 *, timeout: float = 60) -> dict[str, Any]:
+    """import → list → quote → buy → PSI job → result; returns what each step answered."""
+    provider, consumer = client_for(provider_token), client_for(consumer_token)
+    provider_dataset = upload(provider, "Provider customers", provider_csv(provider_ids))
+    consumer_dataset = upload(consumer, "My applicants", consumer_csv(consumer_ids))
+    product = list_product(provider, provider_dataset["id"])
+    priced = quote(consumer, product["id"], consumer_dataset["id"], timeout=timeout)
+    response = buy(consumer, priced["id"])
+    assert response.status_code == 201, response.content
+    order = wait_order(consumer, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=timeout)
+    result = consumer.get(f"/api/orders/{order['id']}/result/")
+    return {"product": product, "quote": priced, "order": order, "result": result,
+            "consumer_dataset": consumer_dataset, "provider_dataset": provider_dataset}
