@@ -19,7 +19,6 @@ from audit.models import AuditEntry
 from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list
 from audit.services import audit_entry_verify
 
-
 MAX_ENTRY_ID = 2**63 - 1  # ids are 64-bit; a longer number in the path is simply not found
 
 
@@ -67,6 +66,7 @@ class EntryListApi(APIView):
         offset = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(parameters=[FilterSerializer], responses=EntryPageOutput,
+                   operation_id="audit_entries_list",
                    summary="Audit entries the caller may read, newest first")
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
@@ -95,13 +95,15 @@ class EntryVerifyApi(APIView):
         detail = serializers.CharField(allow_blank=True)
         batch_id = serializers.IntegerField(allow_null=True)
         leaf_index = serializers.IntegerField(allow_null=True)
-        proof = serializers.ListField(child=serializers.CharField(), help_text="sibling hashes, leaf to root, hex")
+        proof = serializers.ListField(
+            child=serializers.CharField(), help_text="sibling hashes from the leaf up to the root, hex"
+        )
         root = serializers.CharField(allow_null=True)
         chain_root = serializers.CharField(allow_null=True, help_text="the root read from AuditAnchor")
         tx_hash = serializers.CharField(allow_null=True)
 
     @extend_schema(responses=OutputSerializer,
-                   summary="Verify an entry: its hash chain, its batch and its Merkle proof against the chain")
+                   summary="Verify an entry: hash chain, batch root, Merkle proof against the chain")
     def get(self, request: Request, entry_id: int) -> Response:
         entry = _visible_entry(request, entry_id)
         return Response(self.OutputSerializer(asdict(audit_entry_verify(entry_id=entry.pk))).data)
@@ -132,6 +134,7 @@ class BatchListApi(APIView):
         offset = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(parameters=[FilterSerializer], responses=BatchPageOutput,
+                   operation_id="audit_batches_list",
                    summary="Sealed batches and their anchor transactions, newest first")
     def get(self, request: Request) -> Response:
         self.FilterSerializer(data=request.query_params).is_valid(raise_exception=True)

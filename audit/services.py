@@ -86,7 +86,12 @@ def _chain_head_lock() -> AuditChainHead:
 
 
 def audit_record(
-    *, actor: str, action: str, subject: str, payload: dict[str, Any] | None = None, parties: Sequence[str] = ()
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    payload: dict[str, Any] | None = None,
+    parties: Sequence[str] = (),
 ) -> AuditEntry:
     """Append one event to the hash-chained log inside the caller's transaction (see module notes).
 
@@ -101,7 +106,8 @@ def audit_record(
     entry = AuditEntry(
         seq=1, created_at=timezone.now(), actor=actor, action=action, subject=subject,
         parties=sorted(set(parties)), payload=stored_payload,
-        payload_digest=payload_digest_compute(stored_payload), prev_hash=GENESIS_HASH, entry_hash=GENESIS_HASH,
+        payload_digest=payload_digest_compute(stored_payload),
+        prev_hash=GENESIS_HASH, entry_hash=GENESIS_HASH,  # placeholders until the head is locked
     )
     # Validate before taking the lock, so the critical section holds only the three statements.
     entry.full_clean(exclude=["batch", "leaf_index"], validate_unique=False, validate_constraints=False)
@@ -149,11 +155,8 @@ def audit_batch_seal(*, max_size: int = 50_000) -> AuditBatch | None:
     rows: list[Any] = []
     try:
         with transaction.atomic():
-            rows = list(
-                AuditEntry.objects.filter(batch__isnull=True).order_by("seq").values_list(*ROW_FIELDS, named=True)[
-                    :max_size
-                ]
-            )
+            unbatched = AuditEntry.objects.filter(batch__isnull=True).order_by("seq")
+            rows = list(unbatched.values_list(*ROW_FIELDS, named=True)[:max_size])
             if not rows:
                 return None
             return _batch_create(rows)
@@ -179,12 +182,13 @@ def _batch_create(rows: list[Any]) -> AuditBatch:
     batch.full_clean(exclude=["outbox"], validate_unique=False)
     batch.save(force_insert=True)
     first_seq, last_seq = rows[0].seq, rows[-1].seq
+    # One UPDATE for the whole batch: the entries are consecutive, so a leaf index is seq - first seq.
+    leaf_index = models.ExpressionWrapper(models.F("seq") - first_seq, output_field=models.BigIntegerField())
     assigned = AuditEntry.objects.filter(batch__isnull=True, seq__gte=first_seq, seq__lte=last_seq).update(
-        batch=batch,
-        leaf_index=models.ExpressionWrapper(models.F("seq") - first_seq, output_field=models.BigIntegerField()),
+        batch=batch, leaf_index=leaf_index
     )
     if assigned != len(rows):
-        raise AuditChainBroken(f"batch of #{first_seq}..#{last_seq}: {assigned} rows assigned, {len(rows)} read")
+        raise AuditChainBroken(f"batch #{first_seq}..#{last_seq}: {assigned} rows assigned, {len(rows)} read")
     # One chain transaction per batch, whatever its size: only the root and the count go on chain.
     batch.outbox = outbox_enqueue(
         account=chain_account_operator(), contract=ANCHOR_CONTRACT, function=ANCHOR_FUNCTION,
@@ -204,12 +208,13 @@ def _row_problems(row: Any) -> list[str]:
 
 
 def _batch_rows(batch: AuditBatch) -> list[Any]:
-    return list(
-        AuditEntry.objects.filter(batch=batch).order_by("leaf_index", "seq").values_list(*ROW_FIELDS, named=True)
-    )
+    rows = AuditEntry.objects.filter(batch=batch).order_by("leaf_index", "seq")
+    return list(rows.values_list(*ROW_FIELDS, named=True))
 
 
-def _batch_problems(batch: AuditBatch, rows: list[Any], *, prev_hash: str | None) -> tuple[list[str], list[bytes]]:
+def _batch_problems(
+    batch: AuditBatch, rows: list[Any], *, prev_hash: str | None
+) -> tuple[list[str], list[bytes]]:
     """Check a batch's stored rows (in leaf order) against each other and the sealed root.
 
     `prev_hash` is the hash the first row must link to (None: unknown). Returns the problems and the
@@ -231,7 +236,9 @@ def _batch_problems(batch: AuditBatch, rows: list[Any], *, prev_hash: str | None
         prev_hash = row.entry_hash
     leaves = [_row_leaf(row) for row in rows]
     if merkle_root(leaves).hex() != batch.root:
-        problems.append(f"batch {batch.id}: root recomputed from its stored entries differs from the sealed root")
+        problems.append(
+            f"batch {batch.id}: root recomputed from its stored entries differs from the sealed root"
+        )
     return problems, leaves
 
 
@@ -254,7 +261,9 @@ def _anchor_check(batch: AuditBatch, leaves: list[bytes]) -> _Anchor:
     if chain_root.hex() != batch.root:
         anchor.problems.append(f"batch {batch.id}: root differs from the root anchored on chain")
     if merkle_root(leaves) != chain_root:
-        anchor.problems.append(f"batch {batch.id}: stored entries do not reproduce the root anchored on chain")
+        anchor.problems.append(
+            f"batch {batch.id}: stored entries do not reproduce the root anchored on chain"
+        )
     if count != batch.size:
         anchor.problems.append(f"batch {batch.id}: {batch.size} entries sealed but {count} anchored on chain")
     outbox = batch.outbox
@@ -287,7 +296,8 @@ def audit_entry_verify(*, entry_id: int) -> EntryVerification:
         batch = AuditBatch.objects.select_related("outbox").get(pk=entry.batch_id)
         result.root, result.tx_hash = batch.root, (batch.outbox.tx_hash or None) if batch.outbox else None
         rows = _batch_rows(batch)
-        batch_problems, leaves = _batch_problems(batch, rows, prev_hash=_previous_hash(rows[0].seq) if rows else None)
+        first_link = _previous_hash(rows[0].seq) if rows else None
+        batch_problems, leaves = _batch_problems(batch, rows, prev_hash=first_link)
         problems += [p for p in batch_problems if p not in problems]
         anchor = _anchor_check(batch, leaves)
         problems += anchor.problems
@@ -301,7 +311,9 @@ def audit_entry_verify(*, entry_id: int) -> EntryVerification:
                 proof=[bytes.fromhex(p) for p in result.proof], root=anchor.chain_root,
             )
             if not proven:
-                problems.append(f"entry {entry.id}: its Merkle proof does not verify against the root on chain")
+                problems.append(
+                    f"entry {entry.id}: its Merkle proof does not verify against the root on chain"
+                )
     result.problems = problems
     if problems:
         result.status = "tampered"

@@ -29,6 +29,11 @@ class DatasetImportForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, comma-separated, with a header row.")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Two forms share the console page: distinct element ids keep their labels apart.
+        kwargs.setdefault("auto_id", "import-%s")
+        super().__init__(*args, **kwargs)
+
 
 class DatasetChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
@@ -54,6 +59,7 @@ class ProductCreateForm(forms.Form):
     validity_days = forms.IntegerField(min_value=1, max_value=3650, initial=30)
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "product-%s")
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
 

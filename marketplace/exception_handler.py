@@ -26,8 +26,22 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"message": "Validation error", "extra": {"fields": response.data}}
+        response.data = {"message": _validation_summary(response.data), "extra": {"fields": response.data}}
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         response.data = {"message": str(detail), "extra": {}}
     return response
+
+
+def _validation_summary(errors: Any) -> str:
+    """One readable line naming the fields at fault, e.g. "file: The submitted file is empty."."""
+    if isinstance(errors, dict):
+        parts = []
+        for field, value in list(errors.items())[:3]:
+            first = value[0] if isinstance(value, list) and value else value
+            label = "" if field == "non_field_errors" else f"{field}: "
+            parts.append(f"{label}{_validation_summary(first) if isinstance(first, dict | list) else first}")
+        return "; ".join(parts) or "Invalid input."
+    if isinstance(errors, list) and errors:
+        return _validation_summary(errors[0]) if isinstance(errors[0], dict | list) else str(errors[0])
+    return str(errors) or "Invalid input."

@@ -168,7 +168,9 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
         indexes = [
             # The sealer's scan: unbatched entries in chain order.
-            models.Index(fields=["seq"], condition=models.Q(batch__isnull=True), name="audit_entry_unbatched"),
+            models.Index(
+                fields=["seq"], condition=models.Q(batch__isnull=True), name="audit_entry_unbatched"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,6 +3,7 @@
 A blob is ``nonce (12 B) || ciphertext || tag (16 B)``. Random nonces are safe for far more than the
 number of objects one key will ever encrypt here (the birthday bound for 96 bits is ~2^32 messages).
 """
+
 from __future__ import annotations
 
 import os

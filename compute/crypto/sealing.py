@@ -4,6 +4,7 @@ A sealed box uses a fresh ephemeral key per message, so only the recipient can o
 (broker, marketplace) sees ciphertext only. It does not authenticate the sender: who sent a message is
 established by the job's routing, not by the box.
 """
+
 from __future__ import annotations
 
 from nacl.exceptions import CryptoError

@@ -5,6 +5,7 @@ functions directly with buffers allocated once per batch keeps the per-point cos
 (a scalar multiplication is ~23 µs, the Python around it well under 1 µs). Buffers are local to a
 call, so the functions are thread-safe.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

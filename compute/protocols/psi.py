@@ -13,6 +13,7 @@ Messages are packed bytes: a 14-byte header (magic, kind, mode, two counts), the
 points. Scalar multiplication is libsecp256k1's (through coincurve); ``workers > 1`` spreads hashing and
 multiplication over forked processes.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -157,7 +158,8 @@ def _hash_and_blind_tasks(ids: Sequence[bytes], key: bytes, workers: int) -> lis
 def _blind_tasks(packed: bytes, key: bytes, workers: int) -> list:
     count = len(packed) // POINT_SIZE
     return [
-        (_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key)) for start, end in _chunks(count, workers)
+        (_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key))
+        for start, end in _chunks(count, workers)
     ]
 
 
@@ -174,7 +176,7 @@ def _parse(message: bytes, kind: int) -> tuple[int, int, int, bytes]:
     if len(body) != (count_a + count_b) * POINT_SIZE:
         raise PsiError("The PSI message's length does not match its counts.")
     # Every point is compressed (prefix 02 or 03); this catches garbage without a square root per point.
-    if body[0 :: POINT_SIZE].translate(None, b"\x02\x03"):
+    if body[0::POINT_SIZE].translate(None, b"\x02\x03"):
         raise PsiError("The PSI message holds a value that is not a compressed curve point.")
     return mode, count_a, count_b, body
 
@@ -238,7 +240,9 @@ def psi_client_finish(state: PsiClientState, message: bytes, *, workers: int = 1
     double_blinded = _split(body[:split_at])
     mode = _MODE_NAMES[mode_code]
     if mode == "cardinality":
-        return PsiResult(mode=mode, cardinality=sum(1 for value in double_blinded if value in theirs), indexes=[])
+        return PsiResult(
+            mode=mode, cardinality=sum(1 for value in double_blinded if value in theirs), indexes=[]
+        )
     common = {item for item, value in zip(distinct, double_blinded, strict=True) if value in theirs}
     indexes = [i for i, item in enumerate(state.ids) if item in common]
     return PsiResult(mode=mode, cardinality=len(common), indexes=indexes)

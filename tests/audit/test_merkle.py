@@ -51,8 +51,8 @@ def test_it_uses_the_empty_string_hash_for_an_empty_tree():
 
 def test_it_matches_the_rfc_6962_reference_test_vector():
     # The eight-leaf test tree of certificate-transparency-go's merkletree tests.
-    inputs = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-              b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"]
+    inputs = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+                                          "606162636465666768696a6b6c6d6e6f")]
     root = merkle_root(leaf_hashes(inputs))
     assert root.hex() == "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
 
@@ -83,12 +83,14 @@ def test_it_rejects_a_tampered_leaf_proof_index_or_size(n):
             assert not merkle_verify(leaf=leaves[index], index=index, size=n, proof=bad, root=root)
         for wrong_index in range(n):
             if wrong_index != index:
-                assert not merkle_verify(leaf=leaves[index], index=wrong_index, size=n, proof=proof, root=root)
+                assert not merkle_verify(leaf=leaves[index], index=wrong_index, size=n, proof=proof,
+                                         root=root)
         for wrong_size in (n - 1, n + 1, 2 * n):
             # A size whose path to `index` has another length cannot accept this proof. (Sizes with the
             # same path shape are indistinguishable to any verifier: the anchored count pins the size.)
             if wrong_size > index and len(merkle_proof(tree(wrong_size), index)) != len(proof):
-                assert not merkle_verify(leaf=leaves[index], index=index, size=wrong_size, proof=proof, root=root)
+                assert not merkle_verify(leaf=leaves[index], index=index, size=wrong_size, proof=proof,
+                                         root=root)
         assert not merkle_verify(leaf=leaves[index], index=index, size=n, proof=proof + [root], root=root)
         if proof:
             assert not merkle_verify(leaf=leaves[index], index=index, size=n, proof=proof[:-1], root=root)
@@ -133,4 +135,5 @@ def test_it_verifies_any_leaf_of_any_tree_and_only_that_leaf(items, data):
     assert merkle_verify(leaf=leaves[index], index=index, size=len(leaves), proof=proof, root=root)
     forged = data.draw(st.binary(max_size=40))
     if leaf_hash(forged) != leaves[index]:
-        assert not merkle_verify(leaf=leaf_hash(forged), index=index, size=len(leaves), proof=proof, root=root)
+        assert not merkle_verify(leaf=leaf_hash(forged), index=index, size=len(leaves), proof=proof,
+                                 root=root)

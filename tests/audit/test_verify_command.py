@@ -40,7 +40,9 @@ def test_it_exits_0_and_prints_one_line_for_a_verified_entry(anchored):
     assert out.splitlines() == [f"entry {entries[1].pk}: verified batch {batch.pk} leaf 1"]
     code, out = run("--all")
     assert code == 0
-    assert out.splitlines() == ["log: verified: 4 entries, 1 batches (0 not yet anchored), 0 entries not yet sealed"]
+    assert out.splitlines() == [
+        "log: verified: 4 entries, 1 batches (0 not yet anchored), 0 entries not yet sealed"
+    ]
 
 
 def test_it_exits_1_and_names_the_problem_for_a_tampered_entry(anchored):

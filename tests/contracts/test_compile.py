@@ -10,23 +10,37 @@ from contracts.compile import (
     CONTRACT_NAMES,
     CompilePaths,
     ContractCompileError,
+    build_is_current,
     contracts_compile,
     sources_hash,
     sources_read,
 )
 
 
+def copy_sources(target):
+    target.mkdir(parents=True)
+    for source in settings.CONTRACTS_SOURCE_DIR.glob("*.sol"):
+        shutil.copy(source, target / source.name)
+    return target
+
+
 @pytest.fixture
 def paths(tmp_path):
-    source_dir = tmp_path / "src"
-    source_dir.mkdir()
-    for source in settings.CONTRACTS_SOURCE_DIR.glob("*.sol"):
-        shutil.copy(source, source_dir / source.name)
-    return CompilePaths(source_dir=source_dir, build_dir=tmp_path / "build", solc_binary=settings.SOLC_BINARY)
+    return CompilePaths(source_dir=copy_sources(tmp_path / "src"), build_dir=tmp_path / "build",
+                        solc_binary=settings.SOLC_BINARY)
 
 
-def test_it_writes_one_artefact_per_contract_with_abi_bytecode_and_sources_hash(paths):
-    written = contracts_compile(paths=paths)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One compile shared by the tests that only read its output (solc-js takes seconds)."""
+    root = tmp_path_factory.mktemp("compiled")
+    paths = CompilePaths(source_dir=copy_sources(root / "src"), build_dir=root / "build",
+                         solc_binary=settings.SOLC_BINARY)
+    return paths, contracts_compile(paths=paths)
+
+
+def test_it_writes_one_artefact_per_contract_with_abi_bytecode_and_sources_hash(built):
+    paths, written = built
 
     assert set(written) == set(CONTRACT_NAMES)
     digest = sources_hash(sources_read(paths.source_dir))
@@ -42,19 +56,17 @@ def test_it_writes_one_artefact_per_contract_with_abi_bytecode_and_sources_hash(
         item["name"] for item in anchor_abi if item["type"] == "error"}
 
 
-def test_it_skips_work_while_the_sources_are_unchanged_and_rebuilds_when_they_change(paths):
-    first = contracts_compile(paths=paths)
-    stamps = {name: path.stat().st_mtime_ns for name, path in first.items()}
+def test_it_skips_work_while_the_sources_are_unchanged_and_not_once_they_change(built, tmp_path):
+    paths, written = built
+    stamps = {name: path.stat().st_mtime_ns for name, path in written.items()}
 
     again = contracts_compile(paths=paths)
-    assert {name: path.stat().st_mtime_ns for name, path in again.items()} == stamps
 
-    source = paths.source_dir / "DataRegistry.sol"
-    source.write_text(source.read_text() + "\n// changed\n")
-    rebuilt = contracts_compile(paths=paths)
-    artefact = json.loads(rebuilt["DataRegistry"].read_text())
-    assert artefact["sourcesHash"] == sources_hash(sources_read(paths.source_dir))
-    assert rebuilt["DataRegistry"].stat().st_mtime_ns != stamps["DataRegistry"]
+    assert {name: path.stat().st_mtime_ns for name, path in again.items()} == stamps
+    changed = copy_sources(tmp_path / "changed")
+    (changed / "DataRegistry.sol").write_text((changed / "DataRegistry.sol").read_text() + "\n// changed\n")
+    assert build_is_current(paths.build_dir, sources_hash(sources_read(paths.source_dir)))
+    assert not build_is_current(paths.build_dir, sources_hash(sources_read(changed)))
 
 
 def test_it_reports_a_compile_error_in_one_line(paths):

@@ -30,7 +30,9 @@ class Command(BaseCommand):
 
     def _verify_one(self, raw_id: str) -> None:
         if not raw_id.isdigit() or int(raw_id) > 2**63 - 1:
-            raise CommandError(f"entry id must be a positive integer, not {raw_id!r}", returncode=EXIT_BAD_INPUT)
+            raise CommandError(
+                f"entry id must be a positive integer, not {raw_id!r}", returncode=EXIT_BAD_INPUT
+            )
         result = audit_entry_verify(entry_id=int(raw_id))
         if result.status == "missing":
             raise CommandError(f"entry {raw_id}: no such entry in the log", returncode=EXIT_BAD_INPUT)
@@ -46,7 +48,8 @@ class Command(BaseCommand):
         report = audit_chain_verify()
         self.stdout.write(
             f"log: {report.status}: {report.entries} entries, {report.batches} batches "
-            f"({report.unanchored_batches} not yet anchored), {report.unbatched_entries} entries not yet sealed"
+            f"({report.unanchored_batches} not yet anchored), "
+            f"{report.unbatched_entries} entries not yet sealed"
         )
         for problem in report.problems:
             self.stdout.write(f"  {problem}")

@@ -47,7 +47,9 @@ class Command(BaseCommand):
             self.stdout.write("Contracts: " + ", ".join(f"{k} {v}" for k, v in sorted(addresses.items())))
             logins = demo_seed()
             if logins:
-                self.stdout.write("Demo data created.")
+                self.stdout.write("Demo data created. API tokens:")
+                for username, _, token in logins:
+                    self.stdout.write(f"  {username}: {token}")
             if options["no_server"]:
                 return
             queues = ",".join(["celery", *(node.queue for node in Node.objects.order_by("slug"))])
@@ -62,7 +64,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Marketplace at http://127.0.0.1:{options['port']}/")
             self.stdout.write(f"Demo logins (password {DEMO_PASSWORD}): alice (Acme Data, provider), "
                               "bob (Beta Insights, provider), carol (Co-operative Bank, consumer)")
-            self.stdout.write(f"API docs at http://127.0.0.1:{options['port']}/api/docs/")
+            self.stdout.write(f"API docs at http://127.0.0.1:{options['port']}/api/docs/", ending="\n")
+            self.stdout.flush()
             call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False)
         finally:
             for child in children:

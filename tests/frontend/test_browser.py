@@ -1,0 +1,154 @@
+"""The whole purchase path in headless Chromium against the live server, with a real Celery worker:
+provider imports and lists, consumer imports, quotes, buys, watches the job, reads the result, and
+verifies an audit entry against the root anchored on chain."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from audit.chain.outbox import outbox_process
+from audit.models import ChainOutbox
+from audit.services import audit_batch_seal
+from marketplace.models import Order
+from tests.conftest import wait_for
+from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
+
+# Playwright's sync API runs an event loop in this thread; the test also reads the database directly.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PASSWORD = "pw-12345-long"
+LIVE_TIMEOUT_MS = 90_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.chain,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed (make chromium)"),
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the layout screenshots go: $BROWSER_SCREENSHOT_DIR if set, else the test's tmp dir."""
+    directory = Path(os.environ.get("BROWSER_SCREENSHOT_DIR") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def sign_in(browser, base_url: str, username: str):
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(LIVE_TIMEOUT_MS)
+    page.goto(f"{base_url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]:has-text('Sign in')")
+    expect(page.locator(".account-user")).to_have_text(username)
+    return page
+
+
+def import_dataset(page, base_url: str, name: str, data: bytes) -> None:
+    page.goto(f"{base_url}/provider/")
+    page.fill("#import-name", name)
+    page.fill("#import-id_column", "customer_id")
+    page.set_input_files("#import-file", files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": data}])
+    page.click("button:has-text('Import into my node')")
+    expect(page.locator(".message-success")).to_contain_text(f"Imported {name}")
+
+
+def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
+    browser, live_server, make_party, celery_worker_process, screenshot_dir
+):
+    provider = make_party("web-b-prov", provider=True)
+    consumer = make_party("web-b-cons", provider=False, balance=500_000)
+    celery_worker_process([provider.organisation.node.queue, consumer.organisation.node.queue])
+    provider_ids, consumer_ids = overlapping_ids(provider=300, consumer=80, overlap=37)
+    overlap = sorted(set(provider_ids) & set(consumer_ids))
+    base = live_server.url
+
+    # The provider imports its table and lists a product over it.
+    as_provider = sign_in(browser, base, provider.user.username)
+    import_dataset(as_provider, base, "Retail customers", provider_csv(provider_ids))
+    as_provider.select_option("#product-dataset", index=1)
+    as_provider.fill("#product-title", "Retail customer match")
+    as_provider.fill("#product-description", "Match your customer ids against 300 retail customers.")
+    as_provider.check("input[name=purposes][value=risk_control]")
+    as_provider.check("input[name=purposes][value=marketing]")
+    as_provider.fill("#product-base_price", "25.00")
+    as_provider.fill("#product-price_per_match", "0.10")
+    as_provider.click("button:has-text('List product')")
+    expect(as_provider.locator("h1")).to_have_text("Retail customer match")
+
+    # The consumer imports its ids, finds the product and asks for a quote.
+    as_consumer = sign_in(browser, base, consumer.user.username)
+    import_dataset(as_consumer, base, "My applicants", consumer_csv(consumer_ids))
+    as_consumer.screenshot(path=str(screenshot_dir / "web-console.png"), full_page=True)
+    as_consumer.goto(f"{base}/products/?q=retail")
+    as_consumer.screenshot(path=str(screenshot_dir / "web-catalog.png"), full_page=True)
+    as_consumer.click("text=Retail customer match")
+    expect(as_consumer.locator("#quality-chart")).to_be_visible()
+    as_consumer.screenshot(path=str(screenshot_dir / "web-product.png"), full_page=True)
+    as_consumer.select_option("#id_dataset", index=1)
+    as_consumer.select_option("#id_purpose", "risk_control")
+    as_consumer.click("button:has-text('Measure coverage and quote')")
+
+    # The status block polls itself (htmx) until the private coverage measurement is done.
+    status = as_consumer.locator("#quote-status")
+    expect(status).to_have_attribute("data-status", "ready", timeout=LIVE_TIMEOUT_MS)
+    expect(as_consumer.locator("#quote-coverage")).to_have_text(str(len(overlap)))
+    total = as_consumer.locator("#quote-total").inner_text()
+    as_consumer.screenshot(path=str(screenshot_dir / "web-quote.png"), full_page=True)
+    as_consumer.click("button:has-text('Buy for')")
+
+    # The order page polls its job block until the order is fulfilled.
+    expect(as_consumer.locator("h1")).to_have_text("Retail customer match")
+    live = as_consumer.locator("#order-live")
+    expect(live).to_have_attribute("data-status", "fulfilled", timeout=LIVE_TIMEOUT_MS)
+    shown = as_consumer.locator("#order-result .id-list li").all_inner_texts()
+    assert sorted(shown) == overlap
+    assert total in as_consumer.locator("aside").inner_text()
+    as_consumer.screenshot(path=str(screenshot_dir / "web-order.png"), full_page=True)
+
+    order = Order.objects.get(buyer=consumer.organisation)
+    assert order.status == Order.Status.FULFILLED
+
+    # The provider sees the order, the count and its revoke button, not the ids.
+    as_provider.goto(f"{base}/orders/{order.id}/")
+    expect(as_provider.locator("#order-status")).to_have_text("Fulfilled")
+    provider_text = as_provider.locator("#order-live").inner_text()
+    assert f"{len(overlap)} matched records" in provider_text
+    assert not set(overlap) & set(re.findall(r"P\d{5}", provider_text))
+    expect(as_provider.locator("button:has-text('Revoke grant')")).to_be_visible()
+
+    # Seal the audit log into a batch and anchor its root on chain, then verify an entry in the browser.
+    batch = audit_batch_seal()
+    assert batch is not None and batch.outbox_id is not None
+    wait_for(lambda: outbox_process(outbox_id=batch.outbox_id).status == ChainOutbox.Status.CONFIRMED, timeout=60)
+    as_consumer.goto(f"{base}/audit/?subject=order:{order.id}&action=order.placed")
+    rows = as_consumer.locator(".audit-table tbody tr")
+    expect(rows).to_have_count(1)
+    rows.first.locator("button:has-text('Verify')").click()
+    verification = rows.first.locator(".verification")
+    expect(verification).to_have_attribute("data-status", "verified")
+    expect(verification).to_contain_text(batch.root[:8])
+    as_consumer.screenshot(path=str(screenshot_dir / "web-audit.png"), full_page=True)

@@ -1,0 +1,340 @@
+"""The server-rendered pages through Django's test client: access rules, forms and the purchase path
+with Celery tasks run inline (eager) against the session's Ganache chain."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from audit.models import AuditEntry
+from compute.models import StoredTable
+from marketplace.models import Dataset, LedgerEntry, Order, Product
+from marketplace.selectors import product_catalog
+from marketplace.services.catalog import dataset_import, product_create
+from marketplace.services.quotes import quote_request
+from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
+
+PASSWORD = "pw-12345-long"
+PRIVATE_PATHS = [
+    "/orders/",
+    f"/orders/{uuid.uuid4()}/",
+    f"/orders/{uuid.uuid4()}/live/",
+    f"/quotes/{uuid.uuid4()}/",
+    f"/products/{uuid.uuid4()}/",
+    "/provider/",
+    "/audit/",
+    "/audit/entries/1/verify/",
+]
+
+
+def signed_in(party, **client_options) -> Client:
+    client = Client(**client_options)
+    assert client.login(username=party.user.username, password=PASSWORD)
+    return client
+
+
+def csv_file(data: bytes, name: str = "data.csv") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type="text/csv")
+
+
+def import_through_page(client: Client, name: str, data: bytes) -> Dataset:
+    response = client.post(
+        "/provider/datasets/", {"name": name, "id_column": "customer_id", "file": csv_file(data)}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return Dataset.objects.get(name=name)
+
+
+def listed_product(provider, ids: list[str], *, title: str = "Customer match") -> Product:
+    dataset = dataset_import(
+        organisation=provider.organisation, name=f"{title} data", data=provider_csv(ids), id_column="customer_id",
+        actor="test",
+    )
+    return product_create(
+        provider=provider.organisation, dataset_id=str(dataset.id), title=title, description="Match customers",
+        purposes=["risk_control"], base_price=1000, price_per_match=5, quota=3, validity_days=30, actor="test",
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PRIVATE_PATHS)
+def test_it_sends_anonymous_users_to_the_login_page(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.django_db
+def test_it_shows_the_catalog_to_anonymous_visitors_and_searches_it(client, make_party):
+    provider = make_party("web-cat", provider=True)
+    listed_product(provider, [f"P{n}" for n in range(20)], title="Retail customers")
+    listed_product(provider, [f"Q{n}" for n in range(10)], title="Telecom subscribers")
+
+    everything = client.get("/products/")
+    found = client.get("/products/", {"q": "telecom"})
+
+    assert everything.status_code == 200
+    assert b"Retail customers" in everything.content and b"Telecom subscribers" in everything.content
+    assert b"$10.00" in everything.content  # the base price, in cents, shown as currency
+    assert b"Telecom subscribers" in found.content and b"Retail customers" not in found.content
+
+
+@pytest.mark.django_db
+def test_it_shows_the_organisation_and_balance_in_the_nav_bar(make_party):
+    consumer = make_party("web-nav", provider=False, balance=123_456)
+    response = signed_in(consumer).get("/")
+    assert consumer.organisation.name.encode() in response.content
+    assert b"$1,234.56" in response.content
+
+
+@pytest.mark.django_db
+def test_it_renders_the_product_page_with_schema_quality_and_quote_form(make_party):
+    provider = make_party("web-prod", provider=True)
+    consumer = make_party("web-prod-c", provider=False)
+    product = listed_product(provider, [f"P{n}" for n in range(12)])
+    dataset_import(organisation=consumer.organisation, name="My ids", data=consumer_csv(["P1", "P2", "X"]),
+                   id_column="customer_id", actor="test")
+
+    response = signed_in(consumer).get(f"/products/{product.id}/")
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "customer_id" in body and "region" in body and "score" in body
+    assert product.chain_asset_id in body
+    assert 'id="quality-data"' in body and "vendor/chartjs/chart.umd.js" in body
+    assert "My ids (3 rows)" in body
+    assert 'value="risk_control"' in body
+
+
+@pytest.mark.django_db
+def test_it_polls_the_quote_status_while_coverage_is_measured(make_party):
+    provider = make_party("web-poll", provider=True)
+    consumer = make_party("web-poll-c", provider=False)
+    product = listed_product(provider, [f"P{n}" for n in range(12)])
+    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(["P1", "P2", "P3"]),
+                          id_column="customer_id", actor="test")
+    # In a test transaction the job's start (on commit) never runs: the quote stays "measuring".
+    quote = quote_request(buyer=consumer.organisation, product_id=str(product.id), dataset_id=str(mine.id),
+                          purpose="risk_control", actor="test")
+    client = signed_in(consumer)
+
+    page = client.get(f"/quotes/{quote.id}/")
+    block = client.get(f"/quotes/{quote.id}/status/")
+
+    for response in (page, block):
+        assert response.status_code == 200
+        assert f'hx-get="/quotes/{quote.id}/status/"' in response.content.decode()
+        assert 'hx-trigger="every 1s"' in response.content.decode()
+    assert b"<html" not in block.content  # the partial is only the status block
+    assert b"Buy for" not in page.content
+
+
+@pytest.mark.django_db
+def test_it_shows_a_malformed_upload_as_a_form_error_and_writes_nothing(make_party):
+    consumer = make_party("web-bad", provider=False)
+    client = signed_in(consumer)
+    tables, datasets, entries = StoredTable.objects.count(), Dataset.objects.count(), AuditEntry.objects.count()
+
+    response = client.post("/provider/datasets/", {
+        "name": "Broken", "id_column": "customer_id", "file": csv_file(b"customer_id,region\nA1,north\nA2\n"),
+    })
+
+    assert response.status_code == 400
+    assert "Line 3 has 1 fields; the header has 2." in response.content.decode()
+    assert 'class="field-error"' in response.content.decode()
+    assert (StoredTable.objects.count(), Dataset.objects.count(), AuditEntry.objects.count()) == (
+        tables, datasets, entries)
+
+
+@pytest.mark.django_db
+def test_it_shows_a_missing_id_column_on_the_form(make_party):
+    consumer = make_party("web-col", provider=False)
+    response = signed_in(consumer).post("/provider/datasets/", {
+        "name": "No key", "id_column": "customer_id", "file": csv_file(b"email\na@example.org\n"),
+    })
+    assert response.status_code == 400
+    assert "The id column &#x27;customer_id&#x27; is not in the header" in response.content.decode()
+    assert not Dataset.objects.filter(name="No key").exists()
+
+
+@pytest.mark.django_db
+def test_it_rejects_a_post_without_csrf_token_and_writes_nothing(make_party):
+    consumer = make_party("web-csrf", provider=False)
+    client = signed_in(consumer, enforce_csrf_checks=True)
+
+    response = client.post("/provider/datasets/", {
+        "name": "Sneaky", "id_column": "customer_id", "file": csv_file(consumer_csv(["A", "B", "C"])),
+    })
+
+    assert response.status_code == 403
+    assert not Dataset.objects.filter(name="Sneaky").exists()
+
+
+@pytest.mark.django_db
+def test_it_accepts_the_same_post_with_the_page_csrf_token(make_party):
+    consumer = make_party("web-csrf-ok", provider=False)
+    client = signed_in(consumer, enforce_csrf_checks=True)
+    page = client.get("/provider/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+
+    response = client.post("/provider/datasets/", {
+        "csrfmiddlewaretoken": token, "name": "Honest", "id_column": "customer_id",
+        "file": csv_file(consumer_csv(["A", "B", "C"])),
+    })
+
+    assert response.status_code == 302
+    assert Dataset.objects.filter(name="Honest", organisation=consumer.organisation).exists()
+
+
+@pytest.mark.django_db
+def test_it_shows_a_refused_listing_as_a_form_error(make_party):
+    consumer = make_party("web-notprov", provider=False)
+    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(["A", "B", "C"]),
+                          id_column="customer_id", actor="test")
+
+    response = signed_in(consumer).post("/provider/products/", {
+        "dataset": str(mine.id), "title": "Not allowed", "purposes": ["research"], "base_price": "1.00",
+        "price_per_match": "0.01", "quota": 1, "validity_days": 1,
+    })
+
+    assert response.status_code == 403
+    assert "Only provider organisations can list products." in response.content.decode()
+    assert not Product.objects.filter(title="Not allowed").exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_list_another_organisations_dataset(make_party):
+    provider = make_party("web-list-a", provider=True)
+    other = make_party("web-list-b", provider=True)
+    theirs = dataset_import(organisation=other.organisation, name="Theirs", data=consumer_csv(["A", "B", "C"]),
+                            id_column="customer_id", actor="test")
+
+    response = signed_in(provider).post("/provider/products/", {
+        "dataset": str(theirs.id), "title": "Stolen", "purposes": ["research"], "base_price": "1.00",
+        "price_per_match": "0.01", "quota": 1, "validity_days": 1,
+    })
+
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert not Product.objects.filter(title="Stolen").exists()
+
+
+@pytest.mark.django_db
+def test_it_answers_403_to_a_user_outside_any_organisation(ganache_url):
+    user = get_user_model().objects.create_user(username="loner", password=PASSWORD)
+    client = Client()
+    client.force_login(user)
+    assert client.get("/provider/").status_code == 403
+    assert client.get("/orders/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_walks_the_purchase_path_through_the_pages(make_party):
+    provider = make_party("web-path-p", provider=True)
+    consumer = make_party("web-path-c", provider=False, balance=100_000)
+    stranger = make_party("web-path-s", provider=False, balance=100_000)
+    provider_ids, consumer_ids = overlapping_ids(provider=120, consumer=40, overlap=25)
+    overlap = sorted(set(provider_ids) & set(consumer_ids))
+    as_provider, as_consumer = signed_in(provider), signed_in(consumer)
+
+    provider_dataset = import_through_page(as_provider, "Provider customers", provider_csv(provider_ids))
+    listed = as_provider.post("/provider/products/", {
+        "dataset": str(provider_dataset.id), "title": "Customer match", "description": "Match your customers",
+        "purposes": ["risk_control", "research"], "base_price": "10.00", "price_per_match": "0.05",
+        "quota": 3, "validity_days": 30,
+    })
+    assert listed.status_code == 302, listed.content.decode()[:2000]
+    product = product_catalog().get(title="Customer match")
+    assert product.base_price == 1000 and product.price_per_match == 5
+    consumer_dataset = import_through_page(as_consumer, "My applicants", consumer_csv(consumer_ids))
+
+    asked = as_consumer.post(f"/products/{product.id}/quote/", {
+        "dataset": str(consumer_dataset.id), "purpose": "risk_control",
+    })
+    assert asked.status_code == 302
+    quote_page = as_consumer.get(asked["Location"])
+    body = quote_page.content.decode()
+    assert 'data-status="ready"' in body, body
+    assert f'<dd id="quote-coverage">{len(overlap)}</dd>' in body
+    assert "hx-trigger" not in body  # polling stops once the quote is ready
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', body).group(1)
+    assert uuid.UUID(key)
+
+    buy_url = asked["Location"] + "buy/"
+    bought = as_consumer.post(buy_url, {"idempotency_key": key})
+    again = as_consumer.post(buy_url, {"idempotency_key": key})  # a double click
+    assert bought.status_code == 302 and again["Location"] == bought["Location"]
+    order = Order.objects.get(buyer=consumer.organisation)
+
+    order_page = as_consumer.get(bought["Location"]).content.decode()
+    assert 'data-status="fulfilled"' in order_page, order_page
+    shown = re.findall(r"<li>([A-Z]\d{5})</li>", order_page)
+    assert sorted(shown) == overlap
+    assert order.grant_id in order_page
+    csv_download = as_consumer.get(f"/orders/{order.id}/result.csv")
+    assert csv_download.content.decode().split() == ["id", *overlap]
+
+    provider_view = as_provider.get(f"/orders/{order.id}/").content.decode()
+    assert "Revoke grant" in provider_view and "Run again" not in provider_view
+    assert f"{len(overlap)} matched records" in provider_view
+    assert not set(overlap) & set(re.findall(r"[A-Z]\d{5}", provider_view))  # counts only, no ids
+    assert as_provider.get(f"/orders/{order.id}/result.csv").status_code == 404
+    assert signed_in(stranger).get(f"/orders/{order.id}/").status_code == 404
+    assert signed_in(stranger).get(f"/orders/{order.id}/live/").status_code == 404
+    assert signed_in(stranger).post(f"/orders/{order.id}/jobs/").status_code == 404
+    assert as_provider.post(f"/orders/{order.id}/jobs/").status_code == 404  # only the buyer runs jobs
+
+    for client in (as_consumer, as_provider):
+        listing = client.get("/orders/")
+        assert listing.status_code == 200 and b"Customer match" in listing.content
+    assert order.price == sum(line["amount"] for line in order.terms["breakdown"])
+    for transaction_id in LedgerEntry.objects.values_list("transaction_id", flat=True).distinct():
+        assert sum(LedgerEntry.objects.filter(transaction_id=transaction_id).values_list("amount", flat=True)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
+    provider = make_party("web-rev-p", provider=True)
+    consumer = make_party("web-rev-c", provider=False, balance=100_000)
+    provider_ids, consumer_ids = overlapping_ids(provider=30, consumer=10, overlap=6)
+    product = listed_product(provider, provider_ids)
+    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(consumer_ids),
+                          id_column="customer_id", actor="test")
+    as_consumer, as_provider = signed_in(consumer), signed_in(provider)
+    asked = as_consumer.post(f"/products/{product.id}/quote/", {"dataset": str(mine.id), "purpose": "risk_control"})
+    bought = as_consumer.post(asked["Location"] + "buy/", {"idempotency_key": str(uuid.uuid4())})
+    order = Order.objects.get(buyer=consumer.organisation)
+    assert order.status == Order.Status.FULFILLED
+
+    revoked = as_provider.post(f"/orders/{order.id}/revoke/", follow=True)
+    assert "The grant was revoked on chain" in revoked.content.decode()
+    rerun = as_consumer.post(f"/orders/{order.id}/jobs/", follow=True)
+
+    page = rerun.content.decode()
+    assert rerun.redirect_chain[-1][0] == bought["Location"]
+    assert "revoked" in page and 'class="badge badge-failed"' in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_verifies_only_the_audit_entries_the_user_may_read(make_party):
+    mine = make_party("web-aud-a", provider=False)
+    other = make_party("web-aud-b", provider=False)
+    own_entry = AuditEntry.objects.filter(parties__contains=[mine.organisation.slug]).first()
+    their_entry = AuditEntry.objects.filter(parties__contains=[other.organisation.slug]).first()
+    client = signed_in(mine)
+
+    explorer = client.get("/audit/")
+    filtered = client.get("/audit/", {"subject": f"organisation:{mine.organisation.slug}"})
+    verified = client.get(f"/audit/entries/{own_entry.id}/verify/")
+
+    assert explorer.status_code == 200
+    assert f'hx-get="/audit/entries/{own_entry.id}/verify/"' in explorer.content.decode()
+    assert f"/audit/entries/{their_entry.id}/verify/" not in explorer.content.decode()
+    assert b"member.created" in filtered.content
+    assert verified.status_code == 200
+    assert b'data-status="pending"' in verified.content  # not sealed into a batch yet
+    assert client.get(f"/audit/entries/{their_entry.id}/verify/").status_code == 404
