@@ -147,7 +147,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "audit-anchor": {"task": "audit.tasks.audit_anchor_task", "schedule": float(env("AUDIT_ANCHOR_INTERVAL", "30"))},
-    "outbox-sweep": {"task": "audit.chain.tasks.outbox_sweep_task", "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20"))},
+    "outbox-sweep": {
+        "task": "audit.chain.tasks.outbox_sweep_task",
+        "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20")),
+    },
 }
 
 # Chain

@@ -110,6 +110,9 @@ class Quote(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"quote {self.id}"
+
 
 class Order(models.Model):
     class Status(models.TextChoices):
@@ -140,6 +143,9 @@ class Order(models.Model):
             models.UniqueConstraint(fields=["buyer", "idempotency_key"], name="order_idempotency_key_per_buyer")
         ]
 
+    def __str__(self) -> str:
+        return f"order {self.id}"
+
 
 class OrderJob(models.Model):
     """A compute job run under an order's grant."""
@@ -150,6 +156,9 @@ class OrderJob(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: job {self.job_id}"
 
 
 class LedgerAccount(models.Model):
@@ -189,8 +198,14 @@ class LedgerTransaction(models.Model):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.memo
+
 
 class LedgerEntry(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
     amount = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.amount:+d}"

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Token {token}"} if token else {})
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - local server
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local server
         return response.status, response.read()
 
@@ -35,7 +36,7 @@ def _embedded_env(var_dir: Path, chain_port: int) -> dict[str, str]:
 def test_it_runs_the_embedded_stack_and_keeps_its_data_across_a_restart(tmp_path):
     var_dir, chain_port, web_port = tmp_path / "var", free_port(), free_port()
     env = _embedded_env(var_dir, chain_port)
-    log = open(tmp_path / "run.log", "w+")
+    log = open(tmp_path / "run.log", "w+")  # noqa: SIM115 - held while the server runs
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run_embedded", "--port", str(web_port)],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.chain.registry import grant_consume, grant_state
 from audit.chain.errors import ChainRevert
+from audit.chain.registry import grant_consume, grant_state
 from audit.services import audit_record
 from compute.crypto.sealing import seal, unseal
 from compute.exceptions import ComputeError, GrantRefused, ReleaseRejected

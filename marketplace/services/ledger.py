@@ -21,7 +21,8 @@ def ledger_post(
     if sum(amount for _, amount in entries) != 0:
         raise ValueError("ledger entries must sum to zero")
     ids = sorted({account.id for account, _ in entries})
-    locked = {account.id: account for account in LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")}
+    rows = LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")
+    locked = {account.id: account for account in rows}
     record = LedgerTransaction.objects.create(memo=memo, order=order)
     for account, amount in entries:
         target = locked[account.id]

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.chain.errors import ChainError
 from audit.chain.outbox import outbox_enqueue
 from audit.chain.registry import asset_id, grant_revoke
-from audit.chain.errors import ChainError
 from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.models import Job

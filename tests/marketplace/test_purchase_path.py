@@ -74,7 +74,8 @@ def test_it_refuses_a_purchase_beyond_the_balance_and_writes_nothing(make_party)
     from tests.marketplace.api_flow import list_product, quote, upload
     from tests.marketplace.data import consumer_csv, provider_csv
 
-    product = list_product(client_for(provider.token), upload(client_for(provider.token), "p", provider_csv(provider_ids))["id"])
+    provider_client = client_for(provider.token)
+    product = list_product(provider_client, upload(provider_client, "p", provider_csv(provider_ids))["id"])
     priced = quote(client, product["id"], upload(client, "c", consumer_csv(consumer_ids))["id"])
     entries_before = LedgerEntry.objects.count()
 
