@@ -98,7 +98,7 @@ class EntryVerifyApi(APIView):
         proof = serializers.ListField(
             child=serializers.CharField(), help_text="sibling hashes from the leaf up to the root, hex"
         )
-        root = serializers.CharField(allow_null=True)
+        root = serializers.CharField(allow_null=True)  # type: ignore[assignment] # a field, not Field.root
         chain_root = serializers.CharField(allow_null=True, help_text="the root read from AuditAnchor")
         tx_hash = serializers.CharField(allow_null=True)
 
@@ -111,7 +111,7 @@ class EntryVerifyApi(APIView):
 
 class BatchOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    root = serializers.CharField()
+    root = serializers.CharField()  # type: ignore[assignment] # a field, not Field.root
     size = serializers.IntegerField()
     first_entry_id = serializers.IntegerField()
     last_entry_id = serializers.IntegerField()

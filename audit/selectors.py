@@ -38,7 +38,7 @@ def audit_entry_list(
         entries = entries.filter(subject=subject)
     if action:
         entries = entries.filter(action=action)
-    return entries.order_by("-seq")
+    return entries.order_by("-id")
 
 
 def audit_entry_get(*, entry_id: int, parties: Sequence[str] | None) -> AuditEntry | None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from eth_abi import encode
+from eth_utils import to_checksum_address
 from web3.contract import Contract
-from web3.types import TxParams
 
 from audit.chain.client import chain_id, web3_client
 from audit.chain.errors import ChainError
@@ -82,12 +82,12 @@ def _deploy_one(name: str, constructor_args: list[Any]) -> str:
     types = [arg["type"] for arg in constructor["inputs"]] if constructor else []
     data = compiled["bytecode"] + encode(types, constructor_args).hex()
     operator = chain_account_operator()
-    tx: TxParams = {
+    tx: dict[str, Any] = {
         "from": operator.address,
-        "data": data,  # type: ignore[typeddict-item]
+        "data": data,
         "value": 0,
         "chainId": chain_id(),
-        **fee_fields(web3_client()),  # type: ignore[typeddict-item]
+        **fee_fields(web3_client()),
     }
     tx["gas"] = gas_estimate(account=operator, tx=tx)
     tx_hash, _ = transaction_sign_send(account=operator, tx=tx)
@@ -123,7 +123,7 @@ def contracts_deploy(*, force: bool = False) -> dict[str, str]:
         return addresses
 
 
-_instances: dict[tuple[str, str], Contract] = {}
+_instances: dict[tuple[str, str], Contract] = {}  # (RPC URL, address) → web3 contract
 
 
 def contract(name: str) -> Contract:
@@ -138,8 +138,8 @@ def contract(name: str) -> Contract:
     if address is None or record.get("sourcesHash") != sources_hash() or not _code_present(address):
         address = contracts_deploy()[name]
     key = (settings.CHAIN_RPC_URL, address)
-    instance = _instances.get(key)
-    if instance is None:
-        instance = web3_client().eth.contract(address=address, abi=artefact(name)["abi"])
-        _instances[key] = instance
-    return instance
+    if key not in _instances:
+        _instances[key] = web3_client().eth.contract(
+            address=to_checksum_address(address), abi=artefact(name)["abi"]
+        )
+    return _instances[key]

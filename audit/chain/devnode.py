@@ -50,7 +50,7 @@ def ganache_command(*, port: int, db_path: Path | None = None) -> list[str]:
 
 def rpc_ready(url: str) -> bool:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})  # noqa: S310 - local URL
     try:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - local URL
             return "result" in json.loads(response.read())

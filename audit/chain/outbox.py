@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
+from django.dispatch import Signal
 from django.utils import timezone
 from web3 import Web3
 
@@ -23,6 +24,7 @@ from audit.chain.rpc import rpc_guard
 from audit.chain.signals import outbox_confirmed, outbox_failed
 from audit.chain.transactions import (
     args_to_abi,
+    nonce_gap_close,
     nonce_reserved,
     raw_send,
     receipt_events,
@@ -152,7 +154,7 @@ def _sign_and_store(row: ChainOutbox) -> None:
     tx = transaction_build(account=row.account, contract=row.contract, function=row.function, args=row.args)
     signer = chain_account_signer(row.account)
     with nonce_reserved(row.account) as nonce:
-        signed = signer.sign_transaction({**tx, "nonce": nonce})  # type: ignore[arg-type]
+        signed = signer.sign_transaction({**tx, "nonce": nonce})
         ChainOutbox.objects.filter(pk=row.pk).update(
             status=ChainOutbox.Status.SENT,
             nonce=nonce,
@@ -165,6 +167,7 @@ def _sign_and_store(row: ChainOutbox) -> None:
 
 def _send_and_confirm(row: ChainOutbox) -> None:
     try:
+        nonce_gap_close(account=row.account, nonce=int(row.nonce or 0))
         raw_send(bytes(row.raw_tx or b""))
     except ChainError as error:
         if isinstance(error, ChainUnavailable | ChainRevert):
@@ -184,7 +187,13 @@ def _send_and_confirm(row: ChainOutbox) -> None:
         }
         raise revert_reason(tx=call, block_number=int(receipt["blockNumber"]))  # type: ignore[arg-type]
     events = receipt_events(receipt, contract=row.contract)
-    _finish_confirmed(row, block_number=int(receipt["blockNumber"]), event=events[0] if events else None)
+    if not events:
+        # Every write of ours emits an event: none means the address held no contract (the chain was
+        # reset under this database). Sign again; contract() deploys first.
+        _release(row.pk, status=ChainOutbox.Status.PENDING, raw_tx=None, tx_hash="", nonce=None,
+                 last_error=f"re-signing: no {row.contract} event in {row.tx_hash}")
+        return
+    _finish_confirmed(row, block_number=int(receipt["blockNumber"]), event=events[0])
 
 
 def _finish_confirmed(row: ChainOutbox, *, block_number: int | None, event: dict[str, Any] | None,
@@ -192,13 +201,21 @@ def _finish_confirmed(row: ChainOutbox, *, block_number: int | None, event: dict
     _release(row.pk, status=ChainOutbox.Status.CONFIRMED, block_number=block_number, event=event,
              last_error=note, confirmed_at=timezone.now())
     row.refresh_from_db()
-    outbox_confirmed.send(sender=ChainOutbox, outbox=row)
+    _signal(outbox_confirmed, row)
 
 
 def _finish_failed(row: ChainOutbox, *, reason: str) -> None:
     _release(row.pk, status=ChainOutbox.Status.FAILED, last_error=reason[:2000])
     row.refresh_from_db()
-    outbox_failed.send(sender=ChainOutbox, outbox=row)
+    _signal(outbox_failed, row)
+
+
+def _signal(signal: Signal, row: ChainOutbox) -> None:
+    """Tell the upper layers. The row's state is already stored and true whatever a receiver does,
+    so a receiver's error is logged, never turned into a chain failure or a resend."""
+    for receiver, result in signal.send_robust(sender=ChainOutbox, outbox=row):
+        if isinstance(result, Exception):
+            logger.error("outbox %s: receiver %r failed", row.pk, receiver, exc_info=result)
 
 
 def _settle_revert(row: ChainOutbox, revert: ChainRevert) -> None:

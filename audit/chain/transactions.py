@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -28,6 +28,9 @@ from audit.chain.revert import abi_value_to_json
 from audit.chain.rpc import rpc_guard
 from audit.models import ChainAccount, ChainOutbox
 
+# A transaction as built here; cast to web3's TxParams where it is handed over.
+Tx = dict[str, Any]
+
 __all__ = [
     "ChainError",
     "ChainRevert",
@@ -43,6 +46,9 @@ PRIORITY_FEE_WEI = 10**9
 # Headroom over the node's estimate: state can change a little between estimate and inclusion.
 GAS_MARGIN = 1.25
 RECEIPT_POLL_SECONDS = 0.02
+# How long a sender waits for the lower nonces of its account to reach the node before it
+# rebroadcasts them from the outbox (their worker may have died between commit and send).
+GAP_WAIT_SECONDS = 2.0
 
 
 def args_to_abi(args: list[Any]) -> list[Any]:
@@ -68,7 +74,7 @@ def _is_insufficient_funds(error: Exception) -> bool:
     return "insufficient funds" in str(error).lower()
 
 
-def gas_estimate(*, account: ChainAccount, tx: TxParams) -> int:
+def gas_estimate(*, account: ChainAccount, tx: Tx) -> int:
     """The gas `tx` needs (deployments); a revert comes back as ChainRevert with its custom error.
 
     On a dev chain an empty balance (e.g. a chain reset under an existing database) is refilled once.
@@ -77,7 +83,7 @@ def gas_estimate(*, account: ChainAccount, tx: TxParams) -> int:
     for attempt in range(2):
         try:
             with rpc_guard():
-                return int(w3.eth.estimate_gas(tx) * GAS_MARGIN)
+                return int(w3.eth.estimate_gas(cast(TxParams, tx)) * GAS_MARGIN)
         except Web3RPCError as error:
             if attempt == 0 and settings.CHAIN_DEV_FUNDING and _is_insufficient_funds(error):
                 chain_account_fund_dev(account=account)
@@ -99,9 +105,9 @@ GAS_LIMITS: dict[tuple[str, str], int] = {
 DEFAULT_GAS_LIMIT = 500_000
 
 
-def call_preflight(tx: TxParams) -> None:
+def call_preflight(tx: Tx) -> None:
     """Run `tx` as an eth_call: a revert surfaces here as ChainRevert, before any nonce is used."""
-    call: TxParams = {key: tx[key] for key in ("from", "to", "data", "value") if key in tx}  # type: ignore[misc]
+    call = cast(TxParams, {key: tx[key] for key in ("from", "to", "data", "value") if key in tx})
     try:
         with rpc_guard():
             web3_client().eth.call(call, block_identifier="pending")
@@ -109,48 +115,87 @@ def call_preflight(tx: TxParams) -> None:
         raise ChainError(f"call failed: {error}") from error
 
 
-def transaction_build(*, account: ChainAccount, contract: str, function: str, args: list[Any]) -> TxParams:
+def transaction_build(*, account: ChainAccount, contract: str, function: str, args: list[Any]) -> Tx:
     """The unsigned call (no nonce yet) with gas and fees filled in; raises ChainRevert early."""
     w3 = web3_client()
     instance = deployed_contract(contract)
     with rpc_guard():
         data = instance.encode_abi(function, args=args_to_abi(args))
-        tx: TxParams = {
+        tx: Tx = {
             "from": account.address,
             "to": instance.address,
             "data": data,
             "value": 0,
             "chainId": chain_id(),
             "gas": GAS_LIMITS.get((contract, function), DEFAULT_GAS_LIMIT),
-            **fee_fields(w3),  # type: ignore[typeddict-item]
+            **fee_fields(w3),
         }
     call_preflight(tx)
     return tx
 
 
-def _unsent_rebroadcast(*, account: ChainAccount, chain_count: int) -> None:
-    """Re-send outbox txs this account signed but the node never got (a crash between commit and
-    send); otherwise every later nonce would wait behind the hole."""
+def pending_count(address: str) -> int:
+    with rpc_guard():
+        return int(web3_client().eth.get_transaction_count(address, "pending"))  # type: ignore[arg-type]
+
+
+def nonce_gap_close(*, account: ChainAccount, nonce: int) -> int:
+    """Before `nonce` is sent, let every lower nonce of the account reach the node; return the
+    account's pending count afterwards.
+
+    Sends must arrive in nonce order: Ganache holds a tx with a future nonce in its queue and
+    answers the send only when it is mined (seconds, or never). Lower nonces are outbox txs that
+    were signed and committed: their worker normally sends them within milliseconds; those it
+    never sent (it crashed) are rebroadcast from their stored bytes.
+    """
+    deadline = time.monotonic() + GAP_WAIT_SECONDS
+    count = pending_count(account.address)
+    while count < nonce and time.monotonic() < deadline:
+        time.sleep(RECEIPT_POLL_SECONDS)
+        count = pending_count(account.address)
+    if count >= nonce:
+        return count
     stranded = ChainOutbox.objects.filter(
-        account=account, status=ChainOutbox.Status.SENT, nonce__gte=chain_count
+        account_id=account.pk, status=ChainOutbox.Status.SENT, nonce__gte=count, nonce__lt=nonce
     ).order_by("nonce")
     for row in stranded:
         raw_send(bytes(row.raw_tx or b""))
+    return pending_count(account.address)
 
 
 @contextmanager
 def nonce_reserved(account: ChainAccount) -> Iterator[int]:
-    """Yield the account's next nonce under its row lock; it is consumed only if the body succeeds."""
-    w3 = web3_client()
+    """Yield the account's next nonce under its row lock; it is consumed only if the body succeeds.
+
+    The nonce is the higher of this database's next nonce and the chain's pending count, unless the
+    database is ahead of the chain by nonces no stored tx can fill (a chain reset): then the chain's.
+    """
     with transaction.atomic():
         locked = ChainAccount.objects.select_for_update().get(pk=account.pk)
-        with rpc_guard():
-            chain_count = int(w3.eth.get_transaction_count(locked.address, "pending"))
-        if locked.next_nonce is not None and locked.next_nonce > chain_count:
-            _unsent_rebroadcast(account=locked, chain_count=chain_count)
+        chain_count = pending_count(locked.address)
         nonce = max(locked.next_nonce or 0, chain_count)
+        if nonce > chain_count:
+            chain_count = nonce_gap_close(account=locked, nonce=nonce)
+            nonce = nonce if chain_count >= nonce else chain_count
         yield nonce
         ChainAccount.objects.filter(pk=locked.pk).update(next_nonce=nonce + 1)
+
+
+def _transaction_seen(tx_hash: str, *, patience: float = 2.0) -> bool:
+    """Whether the node knows `tx_hash`. Polled briefly: a tx being mined this instant has already
+    moved the account's nonce but may not be readable by hash yet."""
+    w3 = web3_client()
+    deadline = time.monotonic() + patience
+    while True:
+        with rpc_guard():
+            try:
+                w3.eth.get_transaction(HexBytes(tx_hash))
+                return True
+            except TransactionNotFound:
+                pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(RECEIPT_POLL_SECONDS * 5)
 
 
 def raw_send(raw_tx: bytes) -> str:
@@ -164,13 +209,8 @@ def raw_send(raw_tx: bytes) -> str:
         message = str(error).lower()
         if "already" in message or "known" in message:
             return tx_hash
-        if "nonce" in message:
-            with rpc_guard():
-                try:
-                    w3.eth.get_transaction(HexBytes(tx_hash))
-                    return tx_hash  # our own tx took that nonce earlier
-                except TransactionNotFound:
-                    pass
+        if "nonce" in message and _transaction_seen(tx_hash):
+            return tx_hash  # our own bytes took that nonce: sent before, by us or a rebroadcast
         raise ChainError(f"send rejected: {error}") from error
     return tx_hash
 
@@ -213,16 +253,16 @@ def receipt_events(receipt: TxReceipt, *, contract: str) -> list[dict[str, Any]]
         if abi is None:
             continue
         decoded = instance.events[abi["name"]]().process_log(log)
-        types = {arg["name"]: arg["type"] for arg in abi["inputs"]}
-        args = {name: abi_value_to_json(value, types[name]) for name, value in decoded["args"].items()}
+        arg_types = {arg["name"]: arg["type"] for arg in abi["inputs"]}
+        args = {name: abi_value_to_json(value, arg_types[name]) for name, value in decoded["args"].items()}
         events.append({"event": abi["name"], "args": args})
     return events
 
 
-def revert_reason(*, tx: TxParams, block_number: int) -> ChainRevert:
+def revert_reason(*, tx: Tx, block_number: int) -> ChainRevert:
     """Why a mined tx failed: replay it as a call on the state just before its block."""
     w3 = web3_client()
-    call: TxParams = {key: tx[key] for key in ("from", "to", "data", "gas") if key in tx}  # type: ignore[misc]
+    call = cast(TxParams, {key: tx[key] for key in ("from", "to", "data", "gas") if key in tx})
     try:
         with rpc_guard():
             w3.eth.call(call, block_identifier=max(block_number - 1, 0))
@@ -231,7 +271,7 @@ def revert_reason(*, tx: TxParams, block_number: int) -> ChainRevert:
     return ChainRevert("Revert", {"message": "failed on chain (out of gas or state changed in its block)"})
 
 
-def receipt_result(*, receipt: TxReceipt, tx: TxParams, contract: str) -> dict[str, Any]:
+def receipt_result(*, receipt: TxReceipt, tx: Tx, contract: str) -> dict[str, Any]:
     """{"tx_hash", "block_number", "events"} for a successful receipt; ChainRevert for a failed one."""
     if int(receipt["status"]) != 1:
         raise revert_reason(tx=tx, block_number=int(receipt["blockNumber"]))
@@ -242,7 +282,7 @@ def receipt_result(*, receipt: TxReceipt, tx: TxParams, contract: str) -> dict[s
     }
 
 
-def transaction_sign_send(*, account: ChainAccount, tx: TxParams) -> tuple[str, TxParams]:
+def transaction_sign_send(*, account: ChainAccount, tx: Tx) -> tuple[str, Tx]:
     """Sign `tx` with the account's next nonce and send it; return (tx hash, the tx with its nonce)."""
     signer = chain_account_signer(account)
     # A node that already counted a nonce we did not (a key used elsewhere) answers "nonce too low":
@@ -250,8 +290,8 @@ def transaction_sign_send(*, account: ChainAccount, tx: TxParams) -> tuple[str, 
     for attempt in range(2):
         try:
             with nonce_reserved(account) as nonce:
-                full: TxParams = {**tx, "nonce": nonce}
-                signed = signer.sign_transaction(full)  # type: ignore[arg-type]
+                full: Tx = {**tx, "nonce": nonce}
+                signed = signer.sign_transaction(full)
                 return raw_send(bytes(signed.raw_transaction)), full
         except ChainError as error:
             if attempt > 0 or isinstance(error, ChainRevert | ChainUnavailable):

@@ -22,7 +22,7 @@ message to the reference algorithm, so the output is always the RFC's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gmpy2 import invert, jacobi, mpz, powmod
 
@@ -55,6 +55,7 @@ _K42 = mpz(0x6484AA716545CA2CF3A70C3FA8FE337E0A3D21162F0D6299A7BF8192BFD2A76F)
 _L = 48  # ceil((ceil(log2(p)) + k) / 8) with k = 128
 _LEN_IN_BYTES = 2 * _L  # count = 2, m = 1
 _SHA256_BLOCK = 64
+_BLOCK = 2048  # messages hashed together in the batched path
 
 
 class HashToCurveError(ValueError):
@@ -75,9 +76,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
     if ell > 255 or len_in_bytes > 65535:
         raise HashToCurveError("expand_message_xmd cannot produce that many bytes.")
     dst_prime = _dst_prime(dst)
-    b0 = hashlib.sha256(
-        bytes(_SHA256_BLOCK) + msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime
-    ).digest()
+    b0 = hashlib.sha256(bytes(_SHA256_BLOCK) + msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime).digest()
     blocks = [hashlib.sha256(b0 + b"\x01" + dst_prime).digest()]
     b0_int = int.from_bytes(b0, "big")
     for i in range(2, ell + 1):
@@ -92,7 +91,7 @@ def hash_to_field(msg: bytes, dst: bytes, count: int = 2) -> list[int]:
     return [int.from_bytes(uniform[i * _L : (i + 1) * _L], "big") % P for i in range(count)]
 
 
-def _expander(dst: bytes):  # noqa: ANN202 - a closure over precomputed hash states
+def _expander(dst: bytes) -> Callable[[bytes], tuple[mpz, mpz]]:
     """expand_message_xmd for L = 96 bytes, specialised: the zero block is absorbed once, and each
     message costs four SHA-256 calls and two XORs. Returns (u0, u1) as GMP integers."""
     dst_prime = _dst_prime(dst)
@@ -101,6 +100,7 @@ def _expander(dst: bytes):  # noqa: ANN202 - a closure over precomputed hash sta
     tail1, tail2, tail3 = (bytes([i]) + dst_prime for i in (1, 2, 3))
     sha256 = hashlib.sha256
     from_bytes = int.from_bytes
+    mpz_from_bytes = mpz.from_bytes
 
     def expand(msg: bytes) -> tuple[mpz, mpz]:
         state = prefix.copy()
@@ -111,7 +111,7 @@ def _expander(dst: bytes):  # noqa: ANN202 - a closure over precomputed hash sta
         b0_int = from_bytes(b0, "big")
         b2 = sha256((b0_int ^ from_bytes(b1, "big")).to_bytes(32, "big") + tail2).digest()
         b3 = sha256((b0_int ^ from_bytes(b2, "big")).to_bytes(32, "big") + tail3).digest()
-        return mpz(from_bytes(b1 + b2[:16], "big")) % _P, mpz(from_bytes(b2[16:] + b3, "big")) % _P
+        return mpz_from_bytes(b1 + b2[:16], "big") % _P, mpz_from_bytes(b2[16:] + b3, "big") % _P
 
     return expand
 
@@ -196,6 +196,8 @@ _V = mpz(0x731B09EF2C479EF8ECE8777830312A16FB772A4728AFCFAC4010DB260540D91D)
 _W = 28
 _INV_K33 = 27
 _MINUS_B_OVER_A = mpz(0x0BC56CEE718538B2A00C4DF5D3E87B0C6DF4FF98E82D74FDAA01D58E8D2345C3)
+_EVEN_PREFIX = mpz(2) << 256  # SEC1 compressed, even y: 02 || x
+_UNCOMPRESSED_PREFIX = mpz(4) << 512
 _B_OVER_ZA = mpz(0xBB407E4438DD90CA6BA40716591522757E5C173C7232AD8B6C8BCD97DE490391)
 
 
@@ -218,12 +220,10 @@ def _batch_invert(values: list[mpz]) -> list[mpz]:
     return out
 
 
-def _hash_to_curve_xy_many(msgs: Sequence[bytes], dst: bytes) -> list[tuple[mpz, mpz]]:
+def _map_to_curve_many(us: Sequence[mpz]) -> list[tuple[mpz, mpz] | None]:
+    """iso_map(map_to_curve_sswu(u)) for each u: the point on secp256k1, or None where a denominator
+    vanishes (the caller then uses the reference algorithm)."""
     p, z, a, b, c, v = _P, _Z, _A, _B, _C, _V
-    expand = _expander(dst)
-    us: list[mpz] = []
-    for msg in msgs:
-        us.extend(expand(msg))
     # Per u: x' = n/d on E' (SSWU), then x_E = k13 XN / (d T^2) and y_E = y' YN / (27 T^3) (Velu).
     numerators: list[mpz] = []  # k13 XN YN
     to_invert: list[mpz] = []  # d T^2 YN: one inversion yields both 1/(d T^2) and 1/YN
@@ -246,22 +246,33 @@ def _hash_to_curve_xy_many(msgs: Sequence[bytes], dst: bytes) -> list[tuple[mpz,
         dt2 = d * t2 % p
         yn = (t * (t2 - vd2) - 56 * d3) % p
         numerators.append(_K13 * (n * t2 + vd2 * t + _W * d3) % p * yn)
-        to_invert.append(dt2 * yn % p or mpz(1))  # 0 only in exceptional cases, redone below
+        to_invert.append(dt2 * yn % p or mpz(1))  # 0 only in exceptional cases
         y_factors.append(t2 * t % p * dt2 * _INV_K33 % p if yn and t else mpz(0))
     inverses = _batch_invert(to_invert)
     xs = [num * inverse % p for num, inverse in zip(numerators, inverses, strict=True)]
-    even_ys = even_y_many([int(x).to_bytes(32, "big") for x in xs])
+    even_ys = even_y_many([(x | _EVEN_PREFIX).to_bytes(33, "big") for x in xs])
     points: list[tuple[mpz, mpz] | None] = []
     append = points.append
+    mpz_from_bytes = mpz.from_bytes
     for x, y_bytes, factor, inverse, u in zip(xs, even_ys, y_factors, inverses, us, strict=True):
         if y_bytes is None or not factor:
-            append(None)  # exceptional: redone by the reference algorithm below
+            append(None)
             continue
-        y = mpz(int.from_bytes(y_bytes, "big"))
+        y = mpz_from_bytes(y_bytes, "big")
         # The RFC picks the y' on E' whose parity is u's; y_E follows y''s sign.
         if (y * factor % p * inverse % p ^ u) & 1:
             y = p - y
         append((x, y))
+    return points
+
+
+def _hash_to_curve_xy_many(msgs: Sequence[bytes], dst: bytes) -> list[tuple[mpz, mpz]]:
+    p = _P
+    expand = _expander(dst)
+    us: list[mpz] = []
+    for msg in msgs:
+        us.extend(expand(msg))
+    points = _map_to_curve_many(us)
     q0s, q1s = points[0::2], points[1::2]
     slope_dens = [(q1[0] - q0[0]) % p or mpz(1) if q0 and q1 else mpz(1) for q0, q1 in zip(q0s, q1s, strict=True)]
     results: list[tuple[mpz, mpz]] = []
@@ -282,17 +293,23 @@ def _hash_to_curve_xy_many(msgs: Sequence[bytes], dst: bytes) -> list[tuple[mpz,
 def _encode(point: tuple[mpz, mpz], compressed: bool) -> bytes:
     x, y = point
     if compressed:
-        return (2 + (y & 1)).to_bytes(1, "big") + int(x).to_bytes(32, "big")
-    return b"\x04" + int(x).to_bytes(32, "big") + int(y).to_bytes(32, "big")
+        return (((2 + (y & 1)) << 256) | x).to_bytes(33, "big")
+    return (_UNCOMPRESSED_PREFIX | (x << 256) | y).to_bytes(65, "big")
 
 
 def hash_to_curve_many(msgs: Sequence[bytes], dst: bytes, *, compressed: bool = True) -> list[bytes]:
-    """hash_to_curve for many messages at once: the same points, several times faster per message.
+    """hash_to_curve for many messages at once: the same points, about twice as fast per message.
 
     Points are SEC1-encoded: 33 bytes compressed, or 65 bytes uncompressed when ``compressed`` is
     False (libsecp256k1 parses those without a square root).
     """
-    return [_encode(point, compressed) for point in _hash_to_curve_xy_many(msgs, dst)]
+    encoded: list[bytes] = []
+    # Blocks bound the memory held in intermediate numbers; one inversion per block is still negligible.
+    for start in range(0, len(msgs), _BLOCK):
+        encoded.extend(
+            _encode(point, compressed) for point in _hash_to_curve_xy_many(msgs[start : start + _BLOCK], dst)
+        )
+    return encoded
 
 
 def hash_to_curve(msg: bytes, dst: bytes) -> bytes:

@@ -157,10 +157,7 @@ def _hash_and_blind_tasks(ids: Sequence[bytes], key: bytes, workers: int) -> lis
 
 def _blind_tasks(packed: bytes, key: bytes, workers: int) -> list:
     count = len(packed) // POINT_SIZE
-    return [
-        (_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key))
-        for start, end in _chunks(count, workers)
-    ]
+    return [(_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key)) for start, end in _chunks(count, workers)]
 
 
 # --- Messages --------------------------------------------------------------------------------------
@@ -240,9 +237,7 @@ def psi_client_finish(state: PsiClientState, message: bytes, *, workers: int = 1
     double_blinded = _split(body[:split_at])
     mode = _MODE_NAMES[mode_code]
     if mode == "cardinality":
-        return PsiResult(
-            mode=mode, cardinality=sum(1 for value in double_blinded if value in theirs), indexes=[]
-        )
+        return PsiResult(mode=mode, cardinality=sum(1 for value in double_blinded if value in theirs), indexes=[])
     common = {item for item, value in zip(distinct, double_blinded, strict=True) if value in theirs}
     indexes = [i for i, item in enumerate(state.ids) if item in common]
     return PsiResult(mode=mode, cardinality=len(common), indexes=indexes)

@@ -24,7 +24,7 @@ LIVE_ORDER_STATUSES = {Order.Status.PAID, Order.Status.GRANTED, Order.Status.FUL
 @login_required
 def order_index(request: HttpRequest) -> HttpResponse:
     organisation = member_organisation(request)
-    orders = order_list(organisation=organisation).select_related("quote")
+    orders = order_list(organisation=organisation)
     return render(request, "frontend/order_list.html", {"orders": orders, "organisation": organisation})
 
 

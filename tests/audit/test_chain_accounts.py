@@ -13,7 +13,7 @@ from audit.chain.accounts import (
 )
 from audit.chain.client import web3_client
 from audit.models import ChainAccount
-from tests.contracts.fixtures import chain, consumer, operator, provider  # noqa: F401
+from tests.contracts.fixtures import *  # noqa: F403 - the chain fixtures
 
 
 def test_it_encrypts_a_key_so_that_only_the_same_secret_and_address_open_it():

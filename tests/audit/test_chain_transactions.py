@@ -9,15 +9,8 @@ from audit.chain.client import web3_client
 from audit.chain.registry import anchor_read, bytes32_hex
 from audit.chain.transactions import ChainUnavailable, transaction_send
 from audit.models import ChainAccount
-from tests.contracts.fixtures import (  # noqa: F401
-    chain,
-    consumer,
-    nonce_on_chain,
-    operator,
-    provider,
-    register,
-    unique_id,
-)
+from tests.contracts.fixtures import *  # noqa: F403 - the chain fixtures
+from tests.contracts.fixtures import nonce_on_chain, register, unique_id
 
 pytestmark = pytest.mark.chain
 

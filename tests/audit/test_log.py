@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditBatch, AuditEntry, ChainOutbox
 from audit.models.log import GENESIS_HASH, AppendOnlyError, payload_digest_compute
-from audit.services import AuditChainBroken, audit_batch_seal, audit_record
+from audit.services import AuditChainBroken, audit_batch_seal, audit_chain_extend, audit_record
 
 pytestmark = pytest.mark.django_db
 
@@ -21,25 +21,33 @@ def record(n: int, **fields) -> list[AuditEntry]:
     ]
 
 
+def fresh(entries: list[AuditEntry]) -> list[AuditEntry]:
+    return [AuditEntry.objects.get(pk=e.pk) for e in entries]
+
+
 def test_it_links_each_entry_to_the_hash_of_the_one_before():
-    entries = record(5)
+    recorded = record(5)
+    assert all(e.seq is None and e.entry_hash == "" for e in fresh(recorded))  # linked after commit
+    assert audit_chain_extend() == 5
+    assert audit_chain_extend() == 0
+    entries = fresh(recorded)
     assert entries[0].seq == 1
     assert entries[0].prev_hash == GENESIS_HASH
     for before, after in zip(entries, entries[1:], strict=False):
         assert after.seq == before.seq + 1
         assert after.prev_hash == before.entry_hash
-    stored = AuditEntry.objects.get(pk=entries[3].pk)
-    assert stored.hash_compute() == stored.entry_hash == entries[3].entry_hash
+    assert all(e.hash_compute() == e.entry_hash for e in entries)
 
 
 def test_it_stores_the_payload_digest_and_sorted_parties():
     entry = audit_record(actor="svc", action="grant.written", subject="grant:9",
                          payload={"b": [1, 2.0], "a": "x"}, parties=["zeta", "acme", "zeta"])
+    audit_chain_extend()
     stored = AuditEntry.objects.get(pk=entry.pk)
     assert stored.parties == ["acme", "zeta"]
     assert stored.payload == {"a": "x", "b": [1, 2]}
     assert stored.payload_digest == payload_digest_compute({"a": "x", "b": [1, 2]})
-    assert stored.hash_compute() == entry.entry_hash
+    assert stored.hash_compute() == stored.entry_hash
 
 
 def test_it_rejects_a_payload_that_is_not_plain_json():
@@ -55,7 +63,9 @@ def test_it_rejects_a_payload_that_is_not_plain_json():
 
 
 def test_it_refuses_to_update_or_delete_a_recorded_entry_through_the_orm():
-    entry = record(1)[0]
+    record(1)
+    audit_chain_extend()
+    entry = AuditEntry.objects.get()
     entry.subject = "order:forged"
     with pytest.raises(AppendOnlyError):
         entry.save()
@@ -64,10 +74,15 @@ def test_it_refuses_to_update_or_delete_a_recorded_entry_through_the_orm():
     with pytest.raises(AppendOnlyError):
         AuditEntry.objects.filter(pk=entry.pk).update(subject="order:forged")
     with pytest.raises(AppendOnlyError):
+        AuditEntry.objects.filter(pk=entry.pk).update(seq=99, entry_hash="00" * 32)
+    with pytest.raises(AppendOnlyError):
         AuditEntry.objects.filter(pk=entry.pk).delete()
     with pytest.raises(AppendOnlyError), transaction.atomic():  # bulk_update's own block rolls back
         AuditEntry.objects.bulk_update([entry], ["subject"])
-    assert AuditEntry.objects.get(pk=entry.pk).subject == "order:0"
+    # The chainer links an entry once; a second link of the same row changes nothing.
+    assert AuditEntry.objects.chain_link([(entry.pk, 99, "00" * 32, "11" * 32)]) == 0
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.subject, stored.seq, stored.entry_hash) == ("order:0", entry.seq, entry.entry_hash)
 
 
 def test_it_refuses_to_change_or_delete_a_sealed_batch():
@@ -88,6 +103,8 @@ def test_it_drops_the_entry_and_keeps_the_chain_whole_when_the_caller_rolls_back
         audit_record(actor="svc", action="order.placed", subject="order:doomed")
         raise RuntimeError("business failure after the audit append")
     after = audit_record(actor="svc", action="order.placed", subject="order:next")
+    audit_chain_extend()
+    first, after = fresh([first, after])
     assert after.seq == first.seq + 1
     assert after.prev_hash == first.entry_hash
     assert not AuditEntry.objects.filter(subject="order:doomed").exists()
@@ -123,6 +140,7 @@ def test_it_seals_in_chain_order_and_splits_at_max_size():
 
 def test_it_refuses_to_seal_a_chain_that_was_tampered_with_before_sealing():
     entries = record(3)
+    audit_chain_extend()
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditentry SET actor = 'someone-else' WHERE id = %s", [entries[1].pk])
     with pytest.raises(AuditChainBroken, match=f"entry {entries[1].pk}: stored fields"):
@@ -131,10 +149,22 @@ def test_it_refuses_to_seal_a_chain_that_was_tampered_with_before_sealing():
     assert not AuditEntry.objects.filter(batch__isnull=False).exists()
 
 
+def assert_one_unbroken_chain() -> list[AuditEntry]:
+    entries = list(AuditEntry.objects.order_by("seq"))
+    assert all(e.seq is not None for e in entries)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    previous = GENESIS_HASH
+    for entry in entries:
+        assert entry.prev_hash == previous
+        assert entry.hash_compute() == entry.entry_hash
+        previous = entry.entry_hash
+    return entries
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_keeps_one_unbroken_chain_under_concurrent_transactions():
     if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL")
+        pytest.skip("concurrent writers need PostgreSQL")
     threads, per_thread = 6, 25
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads)
@@ -158,14 +188,40 @@ def test_it_keeps_one_unbroken_chain_under_concurrent_transactions():
     for thread in workers:
         thread.join()
     assert not errors
+    audit_chain_extend()  # an entry whose after-commit link met a busy head is linked here
     rolled_back = sum(1 for i in range(per_thread) if i % 7 == 3)
-    entries = list(AuditEntry.objects.order_by("seq"))
+    entries = assert_one_unbroken_chain()
     assert len(entries) == threads * (per_thread - rolled_back)
-    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    assert [e.id for e in entries] == sorted(e.id for e in entries)
-    previous = GENESIS_HASH
-    for entry in entries:
-        assert entry.prev_hash == previous
-        assert entry.hash_compute() == entry.entry_hash
-        previous = entry.entry_hash
-    assert [e.created_at for e in entries] == sorted(e.created_at for e in entries)
+    assert not AuditEntry.objects.filter(subject__in=[f"w{w}:3" for w in range(threads)]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_links_entries_in_commit_order_not_id_order():
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL")
+    recorded, may_commit = threading.Event(), threading.Event()
+    slow_id: list[int] = []
+
+    def slow_transaction() -> None:
+        try:
+            with transaction.atomic():
+                slow_id.append(audit_record(actor="svc", action="slow", subject="s:1").pk)
+                recorded.set()
+                may_commit.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_transaction)
+    thread.start()
+    assert recorded.wait(10)
+    fast = audit_record(actor="svc", action="fast", subject="s:2")  # autocommit: committed at once
+    assert fast.pk > slow_id[0]
+    audit_chain_extend()
+    assert AuditEntry.objects.get(pk=fast.pk).seq == 1  # the uncommitted, lower id is not in the chain
+    may_commit.set()
+    thread.join()
+    audit_chain_extend()
+    slow, fast = AuditEntry.objects.get(pk=slow_id[0]), AuditEntry.objects.get(pk=fast.pk)
+    assert (fast.seq, slow.seq) == (1, 2)
+    assert slow.prev_hash == fast.entry_hash
+    assert_one_unbroken_chain()

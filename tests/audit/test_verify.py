@@ -7,25 +7,41 @@ from django.db import connection
 from audit.chain.outbox import outbox_process
 from audit.merkle import leaf_hash, merkle_verify
 from audit.models import AuditBatch, AuditEntry, ChainOutbox
-from audit.services import audit_batch_seal, audit_chain_verify, audit_entry_verify, audit_record
+from audit.services import (
+    audit_batch_seal,
+    audit_chain_extend,
+    audit_chain_verify,
+    audit_entry_verify,
+    audit_record,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.chain]
 
 
-@pytest.fixture(autouse=True)
-def fresh_batch_ids(ganache_url):
+def batch_ids_past_other_tests() -> None:
     """Batch ids are keys of a write-once mapping on the session's one chain, shared with other tests:
     start this test's batches at an id no other test has anchored."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT setval(pg_get_serial_sequence('audit_auditbatch', 'id'), %s)",
-                           [random.randrange(10**9, 10**15)])
+    start = random.randrange(10**9, 10**15)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT setval(pg_get_serial_sequence('audit_auditbatch', 'id'), %s)", [start])
+        else:
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = 'audit_auditbatch'")
+            cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('audit_auditbatch', %s)", [start])
+
+
+@pytest.fixture(autouse=True)
+def fresh_batch_ids(ganache_url):
+    batch_ids_past_other_tests()
     return ganache_url
 
 
 def record(n: int) -> list[AuditEntry]:
-    return [audit_record(actor="user:7", action="job.step", subject=f"job:{i % 3}", payload={"step": i},
-                         parties=["acme", "globex"]) for i in range(n)]
+    """`n` entries, linked into the chain (as after their commit), fresh from the database."""
+    ids = [audit_record(actor="user:7", action="job.step", subject=f"job:{i % 3}", payload={"step": i},
+                        parties=["acme", "globex"]).pk for i in range(n)]
+    audit_chain_extend()
+    return list(AuditEntry.objects.filter(pk__in=ids).order_by("seq"))
 
 
 def anchored_batch(n: int = 9) -> tuple[list[AuditEntry], AuditBatch]:
@@ -59,8 +75,12 @@ def test_it_verifies_an_anchored_entry_with_its_proof_against_the_chain():
     assert audit_chain_verify().status == "verified"
 
 
-def test_it_reports_pending_before_sealing_and_before_the_anchor_is_mined():
-    entry = record(1)[0]
+def test_it_reports_pending_before_linking_sealing_and_mining():
+    entry = audit_record(actor="svc", action="x", subject="y")
+    result = audit_entry_verify(entry_id=entry.pk)
+    assert (result.status, result.problems) == ("pending", [])
+    assert "not yet linked" in result.detail
+    audit_chain_extend()
     result = audit_entry_verify(entry_id=entry.pk)
     assert (result.status, result.problems, result.batch_id) == ("pending", [], None)
     assert "not yet sealed" in result.detail

@@ -1,5 +1,4 @@
 """`manage.py audit_verify`: one line per entry or problem; exit 0 verified, 1 tampered, 2 bad input."""
-import random
 from io import StringIO
 
 import pytest
@@ -8,16 +7,14 @@ from django.db import connection
 
 from audit.chain.outbox import outbox_process
 from audit.services import audit_batch_seal, audit_record
+from tests.audit.test_verify import batch_ids_past_other_tests
 
 pytestmark = [pytest.mark.django_db, pytest.mark.chain]
 
 
 @pytest.fixture
 def anchored(ganache_url):
-    if connection.vendor == "postgresql":  # a batch id no other test anchored on the session's chain
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT setval(pg_get_serial_sequence('audit_auditbatch', 'id'), %s)",
-                           [random.randrange(10**9, 10**15)])
+    batch_ids_past_other_tests()
     entries = [audit_record(actor="svc", action="order.placed", subject=f"order:{i}") for i in range(4)]
     batch = audit_batch_seal()
     outbox_process(outbox_id=batch.outbox_id)

@@ -3,13 +3,27 @@
 import hashlib
 
 import pytest
+from gmpy2 import mpz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compute.crypto.hash_to_curve import (
+    _A,
+    _B,
+    _B_OVER_ZA,
+    _C,
+    _INV_K33,
+    _K13,
+    _MINUS_B_OVER_A,
+    _V,
+    _W,
+    _Z,
     HashToCurveError,
     _add,
     _hash_to_curve_reference,
+    _iso_map,
+    _map_to_curve_many,
+    _map_to_curve_sswu,
     expand_message_xmd,
     hash_to_curve,
     hash_to_curve_many,
@@ -126,3 +140,27 @@ def test_it_adds_doubles_and_cancels_points_in_the_fallback_arithmetic() -> None
     assert _add(g, g) == two_g
     assert _add(g, (g[0], P - g[1])) is None
     assert _add(None, g) == g
+
+
+def test_it_maps_field_elements_like_the_rfc_including_the_tv2_zero_branch() -> None:
+    # u = 0 takes SSWU's exceptional branch (tv2 = 0); the others are arbitrary and near the edges.
+    us = [
+        mpz(0),
+        mpz(1),
+        mpz(P - 1),
+        mpz(2**255),
+        *(mpz(int.from_bytes(hashlib.sha256(bytes([i])).digest())) for i in range(20)),
+    ]
+    assert _map_to_curve_many(us) == [_iso_map(*_map_to_curve_sswu(u)) for u in us]
+
+
+def test_it_uses_a_velu_form_equal_to_the_rfc_isogeny() -> None:
+    for i in range(20):
+        x = mpz(int.from_bytes(hashlib.sha256(b"x" + bytes([i])).digest())) % P
+        y = mpz(int.from_bytes(hashlib.sha256(b"y" + bytes([i])).digest())) % P
+        t_inv = pow(int(x + _C), -1, P)
+        velu_x = _K13 * (x + _V * t_inv + _W * t_inv**2) % P
+        velu_y = y * (P + 1 - _V * t_inv**2 - 2 * _W * t_inv**3) * pow(_INV_K33, -1, P) % P
+        assert _iso_map(x, y) == (velu_x, velu_y)
+    assert _MINUS_B_OVER_A * _A % P == P - _B
+    assert _B_OVER_ZA * _Z * _A % P == _B

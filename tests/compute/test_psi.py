@@ -103,9 +103,7 @@ def test_it_hides_which_ids_matched_in_cardinality_mode() -> None:
     body = response[HEADER:]
     mine = [body[i : i + POINT_SIZE] for i in range(0, 200 * POINT_SIZE, POINT_SIZE)]
     theirs = set(
-        multiply_many(
-            [body[i : i + POINT_SIZE] for i in range(200 * POINT_SIZE, len(body), POINT_SIZE)], state.key
-        )
+        multiply_many([body[i : i + POINT_SIZE] for i in range(200 * POINT_SIZE, len(body), POINT_SIZE)], state.key)
     )
     matched_positions = [i for i, value in enumerate(mine) if value in theirs]
     assert len(matched_positions) == 100
@@ -202,12 +200,7 @@ def test_it_refuses_a_tampered_request(name) -> None:
 
 def test_it_refuses_an_invalid_point_in_a_request_handled_by_workers() -> None:
     _, request = psi_client_blind(_ids(4200))
-    bad = (
-        request[: HEADER + 4100 * POINT_SIZE]
-        + b"\x03"
-        + _not_on_curve_x()
-        + request[HEADER + 4101 * POINT_SIZE :]
-    )
+    bad = request[: HEADER + 4100 * POINT_SIZE] + b"\x03" + _not_on_curve_x() + request[HEADER + 4101 * POINT_SIZE :]
     with pytest.raises(PsiError):
         psi_server_respond(bad, [b"a"], mode="intersection", workers=2)
 

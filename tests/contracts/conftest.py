@@ -1,1 +1,1 @@
-from tests.contracts.fixtures import chain, consumer, operator, provider, registered_asset  # noqa: F401
+from tests.contracts.fixtures import *  # noqa: F403 - the chain fixtures

@@ -13,6 +13,9 @@ from audit.chain.rpc import rpc_request
 from audit.chain.transactions import transaction_send
 from audit.models import ChainAccount
 
+# What `from tests.contracts.fixtures import *` brings into a test module: the fixtures only.
+__all__ = ["chain", "consumer", "operator", "provider", "registered_asset"]
+
 
 def unique_id(prefix: str) -> bytes:
     """A fresh 32-byte id: the session's chain is shared by every test."""

@@ -24,8 +24,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "pw-12345-long"
 LIVE_TIMEOUT_MS = 90_000
 
@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.chain,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed (make chromium)"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (make chromium)"),
 ]
 
 
@@ -71,7 +71,8 @@ def import_dataset(page, base_url: str, name: str, data: bytes) -> None:
     page.goto(f"{base_url}/provider/")
     page.fill("#import-name", name)
     page.fill("#import-id_column", "customer_id")
-    page.set_input_files("#import-file", files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": data}])
+    upload = {"name": f"{name}.csv", "mimeType": "text/csv", "buffer": data}
+    page.set_input_files("#import-file", files=[upload])
     page.click("button:has-text('Import into my node')")
     expect(page.locator(".message-success")).to_contain_text(f"Imported {name}")
 
@@ -143,7 +144,8 @@ def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
     # Seal the audit log into a batch and anchor its root on chain, then verify an entry in the browser.
     batch = audit_batch_seal()
     assert batch is not None and batch.outbox_id is not None
-    wait_for(lambda: outbox_process(outbox_id=batch.outbox_id).status == ChainOutbox.Status.CONFIRMED, timeout=60)
+    anchored = ChainOutbox.Status.CONFIRMED
+    wait_for(lambda: outbox_process(outbox_id=batch.outbox_id).status == anchored, timeout=60)
     as_consumer.goto(f"{base}/audit/?subject=order:{order.id}&action=order.placed")
     rows = as_consumer.locator(".audit-table tbody tr")
     expect(rows).to_have_count(1)

@@ -8,11 +8,13 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEntry
 from compute.models import StoredTable
-from marketplace.models import Dataset, LedgerEntry, Order, Product
+from marketplace.models import Dataset, LedgerEntry, Order, Product, Quote
 from marketplace.selectors import product_catalog
 from marketplace.services.catalog import dataset_import, product_create
 from marketplace.services.quotes import quote_request
@@ -49,15 +51,22 @@ def import_through_page(client: Client, name: str, data: bytes) -> Dataset:
     return Dataset.objects.get(name=name)
 
 
+def own_dataset(party, name: str, data: bytes) -> Dataset:
+    return dataset_import(organisation=party.organisation, name=name, data=data, id_column="customer_id",
+                          actor="test")
+
+
 def listed_product(provider, ids: list[str], *, title: str = "Customer match") -> Product:
-    dataset = dataset_import(
-        organisation=provider.organisation, name=f"{title} data", data=provider_csv(ids), id_column="customer_id",
-        actor="test",
-    )
+    dataset = own_dataset(provider, f"{title} data", provider_csv(ids))
     return product_create(
-        provider=provider.organisation, dataset_id=str(dataset.id), title=title, description="Match customers",
-        purposes=["risk_control"], base_price=1000, price_per_match=5, quota=3, validity_days=30, actor="test",
+        provider=provider.organisation, dataset_id=str(dataset.id), title=title,
+        description="Match customers", purposes=["risk_control"], base_price=1000, price_per_match=5, quota=3,
+        validity_days=30, actor="test",
     )
+
+
+def counts() -> tuple[int, int, int]:
+    return StoredTable.objects.count(), Dataset.objects.count(), AuditEntry.objects.count()
 
 
 @pytest.mark.django_db
@@ -83,6 +92,38 @@ def test_it_shows_the_catalog_to_anonymous_visitors_and_searches_it(client, make
     assert b"Telecom subscribers" in found.content and b"Retail customers" not in found.content
 
 
+def queries_for(client: Client, path: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path).status_code == 200
+    return len(captured)
+
+
+@pytest.mark.django_db
+def test_it_reads_the_catalog_in_a_fixed_number_of_queries(client, make_party):
+    provider = make_party("web-nplus", provider=True)
+    listed_product(provider, [f"P{n}" for n in range(5)], title="First")
+    one = queries_for(client, "/products/")
+    for title in ("Second", "Third", "Fourth"):
+        listed_product(provider, [f"P{n}" for n in range(5)], title=title)
+    assert queries_for(client, "/products/") == one
+
+
+@pytest.mark.django_db
+def test_it_signs_in_and_out_with_a_post(make_party):
+    consumer = make_party("web-login", provider=False)
+    client = Client()
+    assert client.get("/login/").status_code == 200
+
+    signed = client.post("/login/", {"username": consumer.user.username, "password": PASSWORD})
+    refused_get = client.get("/logout/")
+    signed_out = client.post("/logout/")
+
+    assert signed.status_code == 302
+    assert refused_get.status_code == 405
+    assert signed_out.status_code == 302
+    assert client.get("/orders/").status_code == 302
+
+
 @pytest.mark.django_db
 def test_it_shows_the_organisation_and_balance_in_the_nav_bar(make_party):
     consumer = make_party("web-nav", provider=False, balance=123_456)
@@ -96,8 +137,7 @@ def test_it_renders_the_product_page_with_schema_quality_and_quote_form(make_par
     provider = make_party("web-prod", provider=True)
     consumer = make_party("web-prod-c", provider=False)
     product = listed_product(provider, [f"P{n}" for n in range(12)])
-    dataset_import(organisation=consumer.organisation, name="My ids", data=consumer_csv(["P1", "P2", "X"]),
-                   id_column="customer_id", actor="test")
+    own_dataset(consumer, "My ids", consumer_csv(["P1", "P2", "X"]))
 
     response = signed_in(consumer).get(f"/products/{product.id}/")
 
@@ -115,8 +155,7 @@ def test_it_polls_the_quote_status_while_coverage_is_measured(make_party):
     provider = make_party("web-poll", provider=True)
     consumer = make_party("web-poll-c", provider=False)
     product = listed_product(provider, [f"P{n}" for n in range(12)])
-    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(["P1", "P2", "P3"]),
-                          id_column="customer_id", actor="test")
+    mine = own_dataset(consumer, "Mine", consumer_csv(["P1", "P2", "P3"]))
     # In a test transaction the job's start (on commit) never runs: the quote stays "measuring".
     quote = quote_request(buyer=consumer.organisation, product_id=str(product.id), dataset_id=str(mine.id),
                           purpose="risk_control", actor="test")
@@ -134,10 +173,43 @@ def test_it_polls_the_quote_status_while_coverage_is_measured(make_party):
 
 
 @pytest.mark.django_db
+def test_it_shows_a_refused_quote_request_on_the_product_form(make_party):
+    provider = make_party("web-few", provider=True)
+    consumer = make_party("web-few-c", provider=False)
+    product = listed_product(provider, [f"P{n}" for n in range(12)])
+    two = own_dataset(consumer, "Two ids", consumer_csv(["P1", "P2"]))
+    before = Quote.objects.count()
+
+    response = signed_in(consumer).post(f"/products/{product.id}/quote/", {
+        "dataset": str(two.id), "purpose": "risk_control",
+    })
+
+    assert response.status_code == 400
+    assert "at least 3 are needed" in response.content.decode()
+    assert Quote.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_purpose_the_product_does_not_allow(make_party):
+    provider = make_party("web-purp", provider=True)
+    consumer = make_party("web-purp-c", provider=False)
+    product = listed_product(provider, [f"P{n}" for n in range(12)])
+    mine = own_dataset(consumer, "Mine", consumer_csv(["P1", "P2", "P3"]))
+
+    response = signed_in(consumer).post(f"/products/{product.id}/quote/", {
+        "dataset": str(mine.id), "purpose": "marketing",
+    })
+
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert not Quote.objects.filter(buyer=consumer.organisation).exists()
+
+
+@pytest.mark.django_db
 def test_it_shows_a_malformed_upload_as_a_form_error_and_writes_nothing(make_party):
     consumer = make_party("web-bad", provider=False)
     client = signed_in(consumer)
-    tables, datasets, entries = StoredTable.objects.count(), Dataset.objects.count(), AuditEntry.objects.count()
+    before = counts()
 
     response = client.post("/provider/datasets/", {
         "name": "Broken", "id_column": "customer_id", "file": csv_file(b"customer_id,region\nA1,north\nA2\n"),
@@ -146,8 +218,7 @@ def test_it_shows_a_malformed_upload_as_a_form_error_and_writes_nothing(make_par
     assert response.status_code == 400
     assert "Line 3 has 1 fields; the header has 2." in response.content.decode()
     assert 'class="field-error"' in response.content.decode()
-    assert (StoredTable.objects.count(), Dataset.objects.count(), AuditEntry.objects.count()) == (
-        tables, datasets, entries)
+    assert counts() == before
 
 
 @pytest.mark.django_db
@@ -193,8 +264,7 @@ def test_it_accepts_the_same_post_with_the_page_csrf_token(make_party):
 @pytest.mark.django_db
 def test_it_shows_a_refused_listing_as_a_form_error(make_party):
     consumer = make_party("web-notprov", provider=False)
-    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(["A", "B", "C"]),
-                          id_column="customer_id", actor="test")
+    mine = own_dataset(consumer, "Mine", consumer_csv(["A", "B", "C"]))
 
     response = signed_in(consumer).post("/provider/products/", {
         "dataset": str(mine.id), "title": "Not allowed", "purposes": ["research"], "base_price": "1.00",
@@ -210,8 +280,7 @@ def test_it_shows_a_refused_listing_as_a_form_error(make_party):
 def test_it_refuses_to_list_another_organisations_dataset(make_party):
     provider = make_party("web-list-a", provider=True)
     other = make_party("web-list-b", provider=True)
-    theirs = dataset_import(organisation=other.organisation, name="Theirs", data=consumer_csv(["A", "B", "C"]),
-                            id_column="customer_id", actor="test")
+    theirs = own_dataset(other, "Theirs", consumer_csv(["A", "B", "C"]))
 
     response = signed_in(provider).post("/provider/products/", {
         "dataset": str(theirs.id), "title": "Stolen", "purposes": ["research"], "base_price": "1.00",
@@ -293,7 +362,8 @@ def test_it_walks_the_purchase_path_through_the_pages(make_party):
         assert listing.status_code == 200 and b"Customer match" in listing.content
     assert order.price == sum(line["amount"] for line in order.terms["breakdown"])
     for transaction_id in LedgerEntry.objects.values_list("transaction_id", flat=True).distinct():
-        assert sum(LedgerEntry.objects.filter(transaction_id=transaction_id).values_list("amount", flat=True)) == 0
+        amounts = LedgerEntry.objects.filter(transaction_id=transaction_id).values_list("amount", flat=True)
+        assert sum(amounts) == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -302,10 +372,11 @@ def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
     consumer = make_party("web-rev-c", provider=False, balance=100_000)
     provider_ids, consumer_ids = overlapping_ids(provider=30, consumer=10, overlap=6)
     product = listed_product(provider, provider_ids)
-    mine = dataset_import(organisation=consumer.organisation, name="Mine", data=consumer_csv(consumer_ids),
-                          id_column="customer_id", actor="test")
+    mine = own_dataset(consumer, "Mine", consumer_csv(consumer_ids))
     as_consumer, as_provider = signed_in(consumer), signed_in(provider)
-    asked = as_consumer.post(f"/products/{product.id}/quote/", {"dataset": str(mine.id), "purpose": "risk_control"})
+    asked = as_consumer.post(f"/products/{product.id}/quote/", {
+        "dataset": str(mine.id), "purpose": "risk_control",
+    })
     bought = as_consumer.post(asked["Location"] + "buy/", {"idempotency_key": str(uuid.uuid4())})
     order = Order.objects.get(buyer=consumer.organisation)
     assert order.status == Order.Status.FULFILLED
@@ -317,6 +388,25 @@ def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
     page = rerun.content.decode()
     assert rerun.redirect_chain[-1][0] == bought["Location"]
     assert "revoked" in page and 'class="badge badge-failed"' in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_shows_why_a_quote_failed(make_party):
+    provider = make_party("web-qfail-p", provider=True)
+    consumer = make_party("web-qfail-c", provider=False, balance=100_000)
+    provider_ids, consumer_ids = overlapping_ids(provider=30, consumer=10, overlap=2)  # below the cohort
+    product = listed_product(provider, provider_ids)
+    mine = own_dataset(consumer, "Mine", consumer_csv(consumer_ids))
+    client = signed_in(consumer)
+
+    asked = client.post(f"/products/{product.id}/quote/", {"dataset": str(mine.id), "purpose": "risk_control"})
+    page = client.get(asked["Location"]).content.decode()
+
+    assert 'data-status="failed"' in page
+    assert "Release rejected" in page
+    assert "Buy for" not in page
+    assert client.post(asked["Location"] + "buy/", {"idempotency_key": "k-1"}).status_code == 400
+    assert not Order.objects.filter(buyer=consumer.organisation).exists()
 
 
 @pytest.mark.django_db(transaction=True)
