@@ -157,7 +157,7 @@ CELERY_BEAT_SCHEDULE = {
 CHAIN_RPC_URL = env("CHAIN_RPC_URL", "http://127.0.0.1:8545")
 # Ganache's first deterministic account: the platform operator on the dev chain (deploys, anchors).
 CHAIN_OPERATOR_KEY = env(
-    "CHAIN_OPERATOR_KEY", "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7bf36b9f0f8b3"
+    "CHAIN_OPERATOR_KEY", "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
 )
 CHAIN_DEV_FUNDING = env_bool("CHAIN_DEV_FUNDING", True)
 CHAIN_CONFIRMATIONS = int(env("CHAIN_CONFIRMATIONS", "1"))

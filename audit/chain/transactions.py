@@ -218,7 +218,7 @@ def raw_send(raw_tx: bytes) -> str:
 def receipt_wait(tx_hash: str, *, timeout: float | None = None) -> TxReceipt:
     """The receipt once it has `settings.CHAIN_CONFIRMATIONS` confirmations; ChainUnavailable on timeout.
 
-    The receipt is read again after the last confirmation, so one that a reorg dropped is not final.
+    The receipt is read afresh on every poll, so one that a reorg dropped is never taken as final.
     """
     w3 = web3_client()
     deadline = time.monotonic() + (timeout if timeout is not None else settings.CHAIN_TX_TIMEOUT)
@@ -229,6 +229,8 @@ def receipt_wait(tx_hash: str, *, timeout: float | None = None) -> TxReceipt:
             except TransactionNotFound:
                 receipt = None
             if receipt is not None and receipt.get("blockNumber") is not None:
+                if settings.CHAIN_CONFIRMATIONS <= 1:
+                    return receipt  # its own block is the one confirmation asked for
                 depth = int(w3.eth.block_number) - int(receipt["blockNumber"]) + 1
                 if depth >= settings.CHAIN_CONFIRMATIONS:
                     return receipt

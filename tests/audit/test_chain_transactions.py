@@ -90,3 +90,21 @@ def test_it_returns_only_the_hash_when_not_waiting(operator):
     receipt = web3_client().eth.wait_for_transaction_receipt(result["tx_hash"], timeout=10)
     assert receipt["status"] == 1
     assert anchor_read(batch_id)[1] == 1
+
+
+@pytest.mark.django_db
+def test_it_waits_for_the_configured_confirmations(operator, settings):
+    from audit.chain.rpc import rpc_request
+    from audit.chain.transactions import receipt_wait
+
+    settings.CHAIN_CONFIRMATIONS = 3
+    batch_id = int.from_bytes(unique_id("batch")[:6], "big")
+    sent = transaction_send(account=operator, contract="AuditAnchor", function="anchor",
+                            args=[batch_id, bytes32_hex(unique_id("root")), 1], wait=False)
+
+    with pytest.raises(ChainUnavailable):
+        receipt_wait(sent["tx_hash"], timeout=0.2)  # mined, but only one block deep
+    rpc_request("evm_mine", [])
+    rpc_request("evm_mine", [])
+
+    assert receipt_wait(sent["tx_hash"], timeout=5)["status"] == 1
