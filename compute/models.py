@@ -72,6 +72,7 @@ class Job(models.Model):
     provider_table = models.ForeignKey(StoredTable, on_delete=models.PROTECT, related_name="+")
     grant_id = models.CharField(max_length=66, blank=True)
     units = models.PositiveIntegerField(default=1)
+    min_cohort = models.PositiveIntegerField(default=3, help_text="Release gate: smallest result released.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     step = models.PositiveSmallIntegerField(default=0)
     total_steps = models.PositiveSmallIntegerField(default=3)

@@ -16,8 +16,14 @@ from rest_framework.views import APIView
 
 from marketplace import selectors
 from marketplace.models import Dataset, Order, Product, Quote
-from marketplace.services.catalog import dataset_import, product_create
-from marketplace.services.orders import order_grant_revoke, order_job_start, order_place, order_result
+from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+from marketplace.services.orders import (
+    order_cancel,
+    order_grant_revoke,
+    order_job_start,
+    order_place,
+    order_result,
+)
 from marketplace.services.quotes import quote_request
 
 
@@ -52,44 +58,67 @@ class JobOutput(serializers.Serializer):
     consume_tx_hash = serializers.CharField()
 
 
+class ContributionOutput(serializers.Serializer):
+    dataset = serializers.UUIDField(source="dataset.id")
+    provider = serializers.CharField(source="dataset.organisation.slug")
+    row_count = serializers.IntegerField(source="dataset.table.row_count")
+    columns = serializers.JSONField(source="dataset.table.columns")
+    quality = serializers.JSONField(source="dataset.table.quality")
+    fingerprint = serializers.CharField(source="dataset.table.fingerprint")
+
+
 class ProductOutput(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.slug")
-    dataset = serializers.SerializerMethodField()
+    contributions = ContributionOutput(many=True)
 
     class Meta:
         model = Product
         fields = [
-            "id", "title", "description", "provider", "compute_types", "purposes", "base_price",
-            "price_per_match", "quota", "validity_days", "status", "chain_asset_id", "dataset", "created_at",
+            "id", "title", "description", "provider", "category", "tags", "compute_types", "purposes",
+            "base_price", "price_per_match", "quota_unit", "quota", "validity_days", "min_cohort",
+            "sample_preview", "status", "chain_asset_id", "contributions", "created_at",
         ]
 
-    def get_dataset(self, product: Product) -> dict[str, Any]:
-        table = product.dataset.table
-        return {"row_count": table.row_count, "columns": table.columns, "quality": table.quality,
-                "fingerprint": table.fingerprint}
+
+class MeasurementOutput(serializers.Serializer):
+    provider = serializers.CharField(source="contribution.dataset.organisation.slug")
+    dataset = serializers.UUIDField(source="contribution.dataset_id")
+    job = JobOutput()
 
 
 class QuoteOutput(serializers.ModelSerializer):
-    trial_job = JobOutput(allow_null=True)
+    measurements = MeasurementOutput(many=True)
 
     class Meta:
         model = Quote
-        fields = ["id", "product", "buyer_dataset", "purpose", "status", "coverage", "breakdown", "price",
-                  "error", "valid_until", "trial_job", "created_at"]
+        fields = ["id", "product", "buyer_dataset", "purpose", "status", "coverage", "breakdown", "shares",
+                  "price", "error", "valid_until", "measurements", "created_at"]
+
+
+class GrantOutput(serializers.Serializer):
+    grant_id = serializers.CharField()
+    provider = serializers.CharField(source="provider.slug")
+    status = serializers.CharField()
+    share = serializers.IntegerField()
+    revoked = serializers.BooleanField()
+
+
+class OrderJobOutput(serializers.Serializer):
+    run = serializers.IntegerField()
+    grant_id = serializers.CharField(source="grant.grant_id")
+    job = JobOutput()
 
 
 class OrderOutput(serializers.ModelSerializer):
     buyer = serializers.CharField(source="buyer.slug")
     provider = serializers.CharField(source="product.provider.slug")
-    jobs = serializers.SerializerMethodField()
+    grants = GrantOutput(many=True)
+    jobs = OrderJobOutput(many=True, source="order_jobs")
 
     class Meta:
         model = Order
-        fields = ["id", "buyer", "provider", "product", "quote", "price", "status", "terms", "grant_id",
+        fields = ["id", "buyer", "provider", "product", "quote", "price", "status", "terms", "shares", "grants",
                   "grant_expires_at", "failure_reason", "jobs", "created_at"]
-
-    def get_jobs(self, order: Order) -> list[dict[str, Any]]:
-        return [dict(JobOutput(link.job).data) for link in order.order_jobs.select_related("job")]
 
 
 class MeApi(APIView):
@@ -155,14 +184,18 @@ class ProductListApi(APIView):
 
 class ProductCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
-        dataset = serializers.UUIDField()
+        datasets = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
         title = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+        category = serializers.ChoiceField(Product.Category.choices, default=Product.Category.OTHER)
+        tags = serializers.ListField(child=serializers.CharField(max_length=40), default=list, max_length=10)
         purposes = serializers.ListField(child=serializers.ChoiceField(Product.Purpose.choices), min_length=1)
         base_price = serializers.IntegerField(min_value=0, max_value=10**9)
         price_per_match = serializers.IntegerField(min_value=0, max_value=10**6)
         quota = serializers.IntegerField(min_value=1, max_value=10**6, default=5)
         validity_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
+        min_cohort = serializers.IntegerField(min_value=1, max_value=10**6, default=3)
+        publish = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutput})
     def post(self, request: Request) -> Response:
@@ -172,23 +205,60 @@ class ProductCreateApi(APIView):
         values = data.validated_data
         product = product_create(
             provider=organisation,
-            dataset_id=str(values["dataset"]),
+            dataset_ids=[str(value) for value in values["datasets"]],
             title=values["title"],
             description=values["description"],
+            category=values["category"],
+            tags=values["tags"],
             purposes=values["purposes"],
             base_price=values["base_price"],
             price_per_match=values["price_per_match"],
             quota=values["quota"],
             validity_days=values["validity_days"],
+            min_cohort=values["min_cohort"],
+            publish=values["publish"],
             actor=_actor(request),
         )
-        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+        return Response(ProductOutput(selectors.product_get(product_id=product.id, organisation=organisation)).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ProductStatusApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(Product.Status.choices)
+
+    @extend_schema(request=InputSerializer, responses=ProductOutput)
+    def post(self, request: Request, product_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = selectors.product_get(product_id=product_id, organisation=organisation)
+        product_transition(product=product, organisation=organisation, status=data.validated_data["status"],
+                           actor=_actor(request))
+        return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data)
+
+
+class ProductContributeApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        dataset = serializers.UUIDField()
+
+    @extend_schema(request=InputSerializer, responses={201: ProductOutput})
+    def post(self, request: Request, product_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = selectors.product_open_for_contribution(product_id=product_id)
+        product_contribute(product=product, organisation=organisation,
+                           dataset_id=str(data.validated_data["dataset"]), actor=_actor(request))
+        return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ProductDetailApi(APIView):
     @extend_schema(responses=ProductOutput)
     def get(self, request: Request, product_id: str) -> Response:
-        return Response(ProductOutput(selectors.product_get(product_id=product_id)).data)
+        organisation = selectors.user_organisation(request.user) if hasattr(request.user, "member") else None
+        return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data)
 
 
 class QuoteCreateApi(APIView):
@@ -261,13 +331,42 @@ class OrderDetailApi(APIView):
 
 
 class OrderJobCreateApi(APIView):
-    @extend_schema(request=None, responses={201: JobOutput})
+    @extend_schema(request=None, responses={201: JobOutput(many=True)})
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
         order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
-        job = order_job_start(order=order, actor=_actor(request))
-        job.refresh_from_db()
-        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+        jobs = order_job_start(order=order, organisation=organisation, actor=_actor(request))
+        for job in jobs:
+            job.refresh_from_db()
+        return Response(JobOutput(jobs, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class OrderCancelApi(APIView):
+    @extend_schema(request=None, responses=OrderOutput)
+    def post(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
+        order_cancel(order=order, organisation=organisation, actor=_actor(request))
+        return Response(OrderOutput(selectors.order_get(organisation=organisation, order_id=order_id)).data)
+
+
+class OrderGrantUsageApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        grant_id = serializers.CharField()
+        provider = serializers.CharField()
+        status = serializers.CharField()
+        on_chain = serializers.BooleanField()
+        quota = serializers.IntegerField()
+        used = serializers.IntegerField()
+        remaining = serializers.IntegerField()
+        revoked = serializers.BooleanField()
+        expires_at = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get(organisation=organisation, order_id=order_id)
+        return Response(self.OutputSerializer(selectors.order_grants_usage(order=order), many=True).data)
 
 
 class OrderResultApi(APIView):
@@ -287,5 +386,5 @@ class OrderRevokeApi(APIView):
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
         order = selectors.order_get(organisation=organisation, order_id=order_id)
-        order = order_grant_revoke(order=order, organisation=organisation, actor=_actor(request))
-        return Response(OrderOutput(order).data)
+        order_grant_revoke(order=order, organisation=organisation, actor=_actor(request))
+        return Response(OrderOutput(selectors.order_get(organisation=organisation, order_id=order_id)).data)

@@ -10,6 +10,9 @@ urlpatterns = [
     path("products/", apis.ProductListApi.as_view(), name="api-product-list"),
     path("products/create/", apis.ProductCreateApi.as_view(), name="api-product-create"),
     path("products/<uuid:product_id>/", apis.ProductDetailApi.as_view(), name="api-product-detail"),
+    path("products/<uuid:product_id>/status/", apis.ProductStatusApi.as_view(), name="api-product-status"),
+    path("products/<uuid:product_id>/contributions/", apis.ProductContributeApi.as_view(),
+         name="api-product-contribute"),
     path("quotes/", apis.QuoteCreateApi.as_view(), name="api-quote-create"),
     path("quotes/<uuid:quote_id>/", apis.QuoteDetailApi.as_view(), name="api-quote-detail"),
     path("orders/", apis.OrderListApi.as_view(), name="api-order-list"),
@@ -18,4 +21,6 @@ urlpatterns = [
     path("orders/<uuid:order_id>/jobs/", apis.OrderJobCreateApi.as_view(), name="api-order-job-create"),
     path("orders/<uuid:order_id>/result/", apis.OrderResultApi.as_view(), name="api-order-result"),
     path("orders/<uuid:order_id>/revoke/", apis.OrderRevokeApi.as_view(), name="api-order-revoke"),
+    path("orders/<uuid:order_id>/cancel/", apis.OrderCancelApi.as_view(), name="api-order-cancel"),
+    path("orders/<uuid:order_id>/grants/", apis.OrderGrantUsageApi.as_view(), name="api-order-grants"),
 ]

@@ -41,15 +41,17 @@ def job_create(
     provider_table: StoredTable,
     grant_id: str = "",
     units: int = 1,
+    min_cohort: int | None = None,
     actor: str,
 ) -> Job:
     """Create a job and start it after the caller's transaction commits."""
     if protocol == Job.Protocol.PSI and not grant_id:
         raise ComputeError("A private set intersection needs a grant.")
-    if consumer_table.row_count < settings.RELEASE_MIN_COHORT:
+    min_cohort = max(min_cohort or 0, settings.RELEASE_MIN_COHORT)
+    if consumer_table.row_count < min_cohort:
         raise ComputeError(
             f"The query set has {consumer_table.row_count} ids; at least "
-            f"{settings.RELEASE_MIN_COHORT} are needed so that no single record can be probed."
+            f"{min_cohort} are needed so that no single record can be probed."
         )
     job = Job(
         protocol=protocol,
@@ -57,6 +59,7 @@ def job_create(
         provider_table=provider_table,
         grant_id=grant_id,
         units=units,
+        min_cohort=min_cohort,
     )
     job.full_clean()
     job.save()
@@ -146,7 +149,7 @@ def _step_finish(job: Job, sealed: bytes) -> dict[str, Any]:
     node = job.consumer_node
     state = PsiClientState.from_bytes(vault_get(node=node, name=_state_name(job)))
     result = psi_client_finish(state, _open(node, sealed))
-    minimum = settings.RELEASE_MIN_COHORT
+    minimum = job.min_cohort
     if 0 < result.cardinality < minimum:
         raise ReleaseRejected(
             f"Release rejected: the result has fewer than {minimum} records (minimum cohort)."

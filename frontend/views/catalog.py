@@ -37,7 +37,7 @@ def _product(product_id: UUID) -> Product:
 def _product_page(
     request: HttpRequest, product: Product, form: QuoteRequestForm, *, status: int = 200
 ) -> HttpResponse:
-    table = product.dataset.table
+    table = product.contributions.all()[0].dataset.table
     quality = {name: table.quality.get(name) for name in ("completeness", "uniqueness")}
     context = {"product": product, "table": table, "quality": quality, "form": form}
     return render(request, "frontend/product_detail.html", context, status=status)

@@ -76,7 +76,8 @@ def product_list_create(request: HttpRequest) -> HttpResponse:
     try:
         product = product_create(
             provider=organisation,
-            dataset_id=str(data["dataset"].id),
+            dataset_ids=[str(data["dataset"].id)],
+            publish=True,
             title=data["title"],
             description=data["description"],
             purposes=data["purposes"],

@@ -97,7 +97,7 @@ def order_run_again(request: HttpRequest, order_id: UUID) -> HttpResponse:
     except NotFound as error:
         raise Http404(error.message) from error
     try:
-        order_job_start(order=order, actor=actor_of(request))
+        order_job_start(order=order, organisation=organisation, actor=actor_of(request))
     except ApplicationError as error:
         messages.error(request, error.message)
     else:

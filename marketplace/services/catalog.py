@@ -1,17 +1,33 @@
-"""Datasets (imported into the organisation's own node) and products listed on the marketplace."""
+"""Datasets (imported into the organisation's own node) and products listed over them.
+
+A product is drafted by its lead provider over its own datasets; partner providers may contribute
+their datasets while it is a draft (a joint product, whose revenue is shared); publishing registers
+the product's fingerprint on chain. Draft → published ⇄ suspended → retired; only published products sell.
+"""
 from __future__ import annotations
+
+import random
+from typing import Any
 
 from django.db import transaction
 
 from audit.chain.outbox import outbox_enqueue
 from audit.chain.registry import asset_id
+from audit.merkle import leaf_hash, merkle_root
 from audit.services import audit_record
 from compute.exceptions import DataImportError
 from compute.services import table_import
-from marketplace.exceptions import ApplicationError, NotFound, PermissionDenied
-from marketplace.models import Dataset, Organisation, Product
+from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
+from marketplace.models import Dataset, Organisation, Product, ProductDataset
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_TAGS = 10
+TRANSITIONS = {
+    Product.Status.DRAFT: {Product.Status.PUBLISHED, Product.Status.RETIRED},
+    Product.Status.PUBLISHED: {Product.Status.SUSPENDED, Product.Status.RETIRED},
+    Product.Status.SUSPENDED: {Product.Status.PUBLISHED, Product.Status.RETIRED},
+    Product.Status.RETIRED: set(),
+}
 
 
 @transaction.atomic
@@ -27,15 +43,45 @@ def dataset_import(
         table = table_import(node=organisation.node, name=name, data=data, id_column=id_column, actor=actor)
     except DataImportError as exc:
         raise ApplicationError(exc.message, {"field": "file"}) from exc
-    dataset = Dataset.objects.create(organisation=organisation, table=table, name=name, description=description)
-    return dataset
+    return Dataset.objects.create(organisation=organisation, table=table, name=name, description=description)
+
+
+def sample_preview(columns: list[dict[str, str]], *, id_column: str, rows: int = 3) -> list[dict[str, Any]]:
+    """Synthetic rows shaped like the schema: types only, no value of any real record."""
+    rng = random.Random(len(columns))  # noqa: S311 - illustration, not security
+    preview = []
+    for n in range(rows):
+        row: dict[str, Any] = {}
+        for column in columns:
+            name, kind = column["name"], column["type"]
+            if name == id_column:
+                row[name] = f"•••{n + 1:03d} (masked)"
+            elif kind == "integer":
+                row[name] = rng.randint(0, 9)
+            elif kind == "number":
+                row[name] = round(rng.random(), 3)
+            else:
+                row[name] = f"<{name}>"
+        preview.append(row)
+    return preview
+
+
+def _clean_terms(*, purposes: list[str], tags: list[str], quota: int, validity_days: int, min_cohort: int) -> None:
+    if not purposes or any(p not in Product.Purpose.values for p in purposes):
+        raise ApplicationError(
+            "Choose at least one purpose from the allowed list.", {"allowed": list(Product.Purpose.values)}
+        )
+    if len(tags) > MAX_TAGS or any(not tag.strip() or len(tag) > 40 for tag in tags):
+        raise ApplicationError(f"Up to {MAX_TAGS} tags of 1-40 characters.", {"field": "tags"})
+    if quota < 1 or validity_days < 1 or min_cohort < 1:
+        raise ApplicationError("Quota, validity and minimum cohort must be at least 1.")
 
 
 @transaction.atomic
 def product_create(
     *,
     provider: Organisation,
-    dataset_id: str,
+    dataset_ids: list[str],
     title: str,
     description: str,
     purposes: list[str],
@@ -44,49 +90,105 @@ def product_create(
     quota: int,
     validity_days: int,
     actor: str,
+    category: str = Product.Category.OTHER,
+    tags: list[str] | None = None,
+    min_cohort: int = 3,
+    publish: bool = False,
 ) -> Product:
-    """List and publish a product over one of the provider's datasets, and register it on chain
-    under the provider's account (through the outbox)."""
+    """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
     if not provider.is_provider:
         raise PermissionDenied("Only provider organisations can list products.")
-    dataset = Dataset.objects.filter(id=dataset_id, organisation=provider).select_related("table").first()
-    if dataset is None:
-        raise NotFound("Dataset not found.", {"field": "dataset"})
-    if not purposes or any(p not in Product.Purpose.values for p in purposes):
-        raise ApplicationError(
-            "Choose at least one purpose from the allowed list.", {"allowed": list(Product.Purpose.values)}
-        )
-    if quota < 1 or validity_days < 1:
-        raise ApplicationError("Quota and validity must be at least 1.")
+    tags = sorted({tag.strip().lower() for tag in (tags or [])})
+    _clean_terms(purposes=purposes, tags=tags, quota=quota, validity_days=validity_days, min_cohort=min_cohort)
+    if category not in Product.Category.values:
+        raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
+    if not dataset_ids:
+        raise ApplicationError("A product needs at least one dataset.", {"field": "datasets"})
+    datasets = list(Dataset.objects.filter(id__in=dataset_ids, organisation=provider).select_related("table"))
+    if len(datasets) != len(set(map(str, dataset_ids))):
+        raise NotFound("Dataset not found among your datasets.", {"field": "datasets"})
+    first = datasets[0].table
     product = Product(
         provider=provider,
-        dataset=dataset,
         title=title,
         description=description,
-        compute_types=["psi"],
+        category=category,
+        tags=tags,
+        compute_types=[Product.ComputeType.PSI],
         purposes=sorted(set(purposes)),
         base_price=base_price,
         price_per_match=price_per_match,
         quota=quota,
         validity_days=validity_days,
-        status=Product.Status.PUBLISHED,
+        min_cohort=min_cohort,
+        sample_preview=sample_preview(first.columns, id_column=first.id_column),
     )
     product.full_clean()
     product.save()
-    product.chain_asset_id = "0x" + asset_id(f"product:{product.id}").hex()
-    product.save(update_fields=["chain_asset_id"])
-    outbox_enqueue(
-        account=provider.node.chain_account,
-        contract="DataRegistry",
-        function="register",
-        args=[product.chain_asset_id, "0x" + dataset.table.fingerprint],
-        subject=f"product:{product.id}",
-    )
+    for dataset in datasets:
+        ProductDataset.objects.create(product=product, dataset=dataset)
     audit_record(
-        actor=actor,
-        action="product.published",
-        subject=f"product:{product.id}",
-        payload={"dataset": str(dataset.id), "fingerprint": dataset.table.fingerprint, "quota": quota},
-        parties=[provider.slug],
+        actor=actor, action="product.drafted", subject=f"product:{product.id}",
+        payload={"datasets": sorted(str(d.id) for d in datasets)}, parties=[provider.slug],
+    )
+    if publish:
+        product_transition(product=product, organisation=provider, status=Product.Status.PUBLISHED, actor=actor)
+    return product
+
+
+@transaction.atomic
+def product_contribute(*, product: Product, organisation: Organisation, dataset_id: str, actor: str) -> ProductDataset:
+    """A partner provider adds one of its own datasets to a draft product (a joint product)."""
+    product = Product.objects.select_for_update().get(id=product.id)
+    if not organisation.is_provider:
+        raise PermissionDenied("Only providers can contribute datasets.")
+    if product.status != Product.Status.DRAFT:
+        raise Conflict("Datasets can be added only while the product is a draft.")
+    dataset = Dataset.objects.filter(id=dataset_id, organisation=organisation).first()
+    if dataset is None:
+        raise NotFound("Dataset not found among your datasets.", {"field": "dataset"})
+    if ProductDataset.objects.filter(product=product, dataset=dataset).exists():
+        raise Conflict("This dataset already contributes to the product.")
+    contribution = ProductDataset.objects.create(product=product, dataset=dataset)
+    audit_record(
+        actor=actor, action="product.contributed", subject=f"product:{product.id}",
+        payload={"dataset": str(dataset.id), "provider": organisation.slug},
+        parties=sorted({product.provider.slug, organisation.slug}),
+    )
+    return contribution
+
+
+def product_fingerprint(product: Product) -> str:
+    """Merkle root over the fingerprints of the contributing datasets, in contribution order."""
+    fingerprints = [bytes.fromhex(c.dataset.table.fingerprint) for c in product.contributions.select_related(
+        "dataset__table")]
+    return merkle_root([leaf_hash(value) for value in fingerprints]).hex()
+
+
+@transaction.atomic
+def product_transition(*, product: Product, organisation: Organisation, status: str, actor: str) -> Product:
+    """Move a product through its lifecycle; publishing the first time registers it on chain."""
+    product = Product.objects.select_for_update().select_related("provider__node__chain_account").get(id=product.id)
+    if product.provider_id != organisation.id:
+        raise PermissionDenied("Only the product's lead provider can change its status.")
+    if status not in TRANSITIONS.get(Product.Status(product.status), set()):
+        raise Conflict(f"A {product.status} product cannot become {status}.")
+    if status == Product.Status.PUBLISHED and not product.chain_asset_id:
+        product.chain_asset_id = "0x" + asset_id(f"product:{product.id}").hex()
+        outbox_enqueue(
+            account=product.provider.node.chain_account,
+            contract="DataRegistry",
+            function="register",
+            args=[product.chain_asset_id, "0x" + product_fingerprint(product)],
+            subject=f"product:{product.id}",
+        )
+    previous = product.status
+    product.status = status
+    product.save(update_fields=["status", "chain_asset_id", "updated_at"])
+    providers = sorted({c.dataset.organisation.slug for c in product.contributions.select_related(
+        "dataset__organisation")})
+    audit_record(
+        actor=actor, action=f"product.{status}", subject=f"product:{product.id}",
+        payload={"from": previous, "to": status}, parties=providers,
     )
     return product

@@ -45,11 +45,13 @@ def demo_seed() -> list[tuple[str, str, str]]:
                                data=demo_csv(ids=beta_ids, seed=2, with_features=True), actor="user:bob")
     dataset_import(organisation=bank, name="Loan applicants Q4", id_column="customer_id",
                    data=demo_csv(ids=bank_ids, seed=3, with_features=False), actor="user:carol")
-    product_create(provider=acme, dataset_id=str(acme_data.id), title="Retail customer match",
+    product_create(provider=acme, dataset_ids=[str(acme_data.id)], title="Retail customer match", publish=True,
+                   category="retail", tags=["customers", "retail"],
                    description="Find which of your customers are known retail shoppers.",
                    purposes=["risk_control", "marketing"], base_price=500, price_per_match=2, quota=5,
                    validity_days=30, actor="user:alice")
-    product_create(provider=beta, dataset_id=str(beta_data.id), title="Telecom subscriber match",
+    product_create(provider=beta, dataset_ids=[str(beta_data.id)], title="Telecom subscriber match", publish=True,
+                   category="telecom", tags=["subscribers", "telecom"],
                    description="Check which of your applicants hold an active telecom subscription.",
                    purposes=["risk_control", "research"], base_price=800, price_per_match=3, quota=10,
                    validity_days=60, actor="user:bob")

@@ -1,5 +1,12 @@
-"""The order pipeline, top to bottom: place (escrow + grant through the outbox), grant confirmed →
-fulfil (compute job under the grant), settle (release to the provider minus the fee) or refund."""
+"""The order pipeline, top to bottom.
+
+place: the price moves into escrow; each contributing provider's node writes a grant over its own
+dataset on chain (through the outbox, after commit) → all grants confirmed: fulfil, one PSI job per
+grant (each provider's node consumes a unit of its grant on chain first) → the first run finished:
+settle — every provider whose job succeeded is paid its share minus the platform fee, the shares of
+the others are refunded → fulfilled, or refunded when nothing succeeded. A buyer may cancel before
+fulfilment starts. Every transition is audited.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from audit.chain.errors import ChainError
@@ -17,17 +25,31 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.models import Job
 from compute.services import job_create, table_read
+from compute.services.tables import table_asset_id
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
-from marketplace.models import LedgerAccount, Order, OrderJob, Organisation, Product, Quote
+from marketplace.models import LedgerAccount, Order, OrderGrant, OrderJob, Organisation, Product, Quote
 from marketplace.services.ledger import ledger_account, ledger_post
 
+GRANT_SUBJECT = "order-grant:"
 
-def _parties(order: Order) -> list[str]:
-    return sorted({order.buyer.slug, order.product.provider.slug})
+
+def order_parties(order: Order) -> list[str]:
+    providers = {share["provider"] for share in order.shares}
+    return sorted({order.buyer.slug, order.product.provider.slug, *providers})
 
 
 def _request_digest(quote_id: str) -> str:
     return hashlib.sha256(json.dumps({"quote": str(quote_id)}).encode()).hexdigest()
+
+
+def _transition(order: Order, status: str, *, actor: str, payload: dict | None = None) -> None:
+    previous = order.status
+    order.status = status
+    order.save(update_fields=["status", "failure_reason", "updated_at"])
+    audit_record(
+        actor=actor, action=f"order.{status}", subject=f"order:{order.id}",
+        payload={"from": previous, **(payload or {})}, parties=order_parties(order),
+    )
 
 
 def order_place(*, buyer: Organisation, quote_id: str, idempotency_key: str, actor: str) -> tuple[Order, bool]:
@@ -46,20 +68,17 @@ def order_place(*, buyer: Organisation, quote_id: str, idempotency_key: str, act
         return existing, False
     try:
         with transaction.atomic():
-            return _order_create(
+            order = _order_create(
                 buyer=buyer, quote_id=quote_id, idempotency_key=idempotency_key, digest=digest, actor=actor
-            ), True
+            )
+            return order, True
     except IntegrityError as exc:
         raise Conflict("A request with this Idempotency-Key is already being processed.") from exc
 
 
 def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, digest: str, actor: str) -> Order:
-    quote = (
-        Quote.objects.select_for_update()
-        .select_related("product__provider__node__chain_account", "product__dataset")
-        .filter(id=quote_id, buyer=buyer)
-        .first()
-    )
+    quote = Quote.objects.select_for_update(of=("self",)).select_related("product").filter(
+        id=quote_id, buyer=buyer).first()
     if quote is None:
         raise NotFound("Quote not found.", {"field": "quote"})
     if quote.status != Quote.Status.READY or quote.price is None:
@@ -70,9 +89,9 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         raise Conflict("This quote has already been bought.", {"field": "quote"})
     product = quote.product
     if product.status != Product.Status.PUBLISHED:
-        raise ApplicationError("The product is no longer on sale.")
+        raise ApplicationError("The product is not on sale.")
     expires_at = timezone.now() + timedelta(days=product.validity_days)
-    order = Order(
+    order = Order.objects.create(
         buyer=buyer,
         product=product,
         quote=quote,
@@ -80,19 +99,15 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         idempotency_key=idempotency_key,
         request_digest=digest,
         terms={
-            "purpose": quote.purpose,
-            "quota": product.quota,
-            "validity_days": product.validity_days,
-            "compute_types": product.compute_types,
-            "base_price": product.base_price,
-            "price_per_match": product.price_per_match,
-            "breakdown": quote.breakdown,
+            "purpose": quote.purpose, "quota_unit": product.quota_unit, "quota": product.quota,
+            "validity_days": product.validity_days, "min_cohort": product.min_cohort,
+            "compute_types": product.compute_types, "base_price": product.base_price,
+            "price_per_match": product.price_per_match, "breakdown": quote.breakdown,
             "platform_fee_bps": settings.PLATFORM_FEE_BPS,
         },
+        shares=quote.shares,
         grant_expires_at=expires_at,
     )
-    order.grant_id = "0x" + asset_id(f"grant:{order.id}").hex()
-    order.save()
     ledger_post(
         memo=f"Purchase of {product.title} into escrow",
         order=order,
@@ -101,160 +116,223 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
             (ledger_account(organisation=buyer, kind=LedgerAccount.Kind.ESCROW), order.price),
         ],
     )
-    outbox_enqueue(
-        account=product.provider.node.chain_account,
-        contract="AccessRegistry",
-        function="grant",
-        args=[
-            order.grant_id,
-            product.chain_asset_id,
-            buyer.node.chain_account.address,
-            "0x" + hashlib.sha256(quote.purpose.encode()).hexdigest(),
-            product.quota,
-            int(expires_at.timestamp()),
-        ],
-        subject=f"order:{order.id}",
-    )
+    share_by_dataset = {share["dataset"]: int(share["share"]) for share in quote.shares}
+    purpose_hash = "0x" + hashlib.sha256(quote.purpose.encode()).hexdigest()
+    for contribution in product.contributions.select_related("dataset__table", "dataset__organisation__node"):
+        provider = contribution.dataset.organisation
+        grant = OrderGrant.objects.create(
+            order=order,
+            contribution=contribution,
+            provider=provider,
+            grant_id="0x" + asset_id(f"grant:{order.id}:{contribution.dataset_id}").hex(),
+            share=share_by_dataset.get(str(contribution.dataset_id), 0),
+        )
+        outbox_enqueue(
+            account=provider.node.chain_account,
+            contract="AccessRegistry",
+            function="grant",
+            args=[grant.grant_id, "0x" + table_asset_id(contribution.dataset.table).hex(),
+                  buyer.node.chain_account.address, purpose_hash, product.quota, int(expires_at.timestamp())],
+            subject=f"{GRANT_SUBJECT}{grant.id}",
+        )
     audit_record(
-        actor=actor,
-        action="order.placed",
-        subject=f"order:{order.id}",
-        payload={"quote": str(quote.id), "price": order.price, "grant_id": order.grant_id},
-        parties=_parties(order),
+        actor=actor, action="order.placed", subject=f"order:{order.id}",
+        payload={"quote": str(quote.id), "price": order.price,
+                 "grants": [g.grant_id for g in order.grants.all()]},
+        parties=order_parties(order),
     )
     return order
 
 
 @transaction.atomic
-def order_grant_confirmed(*, order_id: str) -> Order:
-    """The grant is on chain: start fulfilment (idempotent)."""
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order_id)
+def order_grant_confirmed(*, order_grant_id: int) -> Order:
+    """A grant is on chain; once all of the order's grants are, fulfilment starts (idempotent)."""
+    grant = OrderGrant.objects.select_for_update().get(id=order_grant_id)
+    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=grant.order_id)
+    if grant.status == OrderGrant.Status.PENDING:
+        grant.status = OrderGrant.Status.CONFIRMED
+        grant.save(update_fields=["status"])
     if order.status != Order.Status.PAID:
         return order
-    order.status = Order.Status.GRANTED
-    order.save(update_fields=["status"])
-    audit_record(
-        actor="system", action="order.granted", subject=f"order:{order.id}",
-        payload={"grant_id": order.grant_id}, parties=_parties(order),
-    )
-    order_job_start(order=order, actor="system")
+    if order.grants.exclude(status=OrderGrant.Status.CONFIRMED).exists():
+        return order
+    _transition(order, Order.Status.GRANTED, actor="system",
+                payload={"grants": [g.grant_id for g in order.grants.all()]})
+    _run_start(order, actor="system")
     return order
 
 
 @transaction.atomic
-def order_job_start(*, order: Order, actor: str) -> Job:
-    """Run a compute job under the order's grant; the provider's node consumes a unit on chain first."""
-    order = Order.objects.select_for_update().select_related(
-        "quote__buyer_dataset__table", "product__dataset__table", "buyer", "product__provider"
-    ).get(id=order.id)
-    if order.status not in {Order.Status.GRANTED, Order.Status.FULFILLING, Order.Status.FULFILLED}:
-        raise ApplicationError(f"The order is {order.status}; no job can run under it.")
-    try:
-        job = job_create(
-            protocol=Job.Protocol.PSI,
-            consumer_table=order.quote.buyer_dataset.table,
-            provider_table=order.product.dataset.table,
-            grant_id=order.grant_id,
-            units=1,
-            actor=actor,
-        )
-    except ComputeError as exc:
-        raise ApplicationError(exc.message) from exc
-    OrderJob.objects.create(order=order, job=job)
+def order_grant_failed(*, order_grant_id: int, reason: str) -> Order:
+    """The chain refused a grant: the order fails, the buyer is refunded, other grants are revoked."""
+    grant = OrderGrant.objects.select_for_update().get(id=order_grant_id)
+    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=grant.order_id)
+    grant.status = OrderGrant.Status.FAILED
+    grant.save(update_fields=["status"])
+    if order.status != Order.Status.PAID:
+        return order
+    order.failure_reason = f"A grant could not be written on chain: {reason}"
+    _transition(order, Order.Status.FAILED, actor="system", payload={"reason": order.failure_reason})
+    _refund(order, amount=order.price, memo=f"Refund of order {order.id}")
+    _transition(order, Order.Status.REFUNDED, actor="system", payload={"amount": order.price})
+    _revoke_all(order, exclude=grant)
+    return order
+
+
+def order_job_start(*, order: Order, organisation: Organisation, actor: str) -> list[Job]:
+    """Run the order's compute again under its grants (the buyer only); each run consumes a unit per grant."""
+    if order.buyer_id != organisation.id:
+        raise NotFound("Order not found.")
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order.id)
+        if locked.status not in {Order.Status.FULFILLING, Order.Status.FULFILLED}:
+            raise ApplicationError(f"The order is {locked.status}; no job can run under it.")
+        return _run_start(locked, actor=actor)
+
+
+def _run_start(order: Order, *, actor: str) -> list[Job]:
+    grants = list(order.grants.filter(status=OrderGrant.Status.CONFIRMED, revoked=False).select_related(
+        "contribution__dataset__table"))
+    if not grants:
+        raise ApplicationError("The order has no active grant left.")
+    run = (order.order_jobs.aggregate(last=Max("run"))["last"] or 0) + 1
+    consumer_table = order.quote.buyer_dataset.table
+    jobs = []
+    for grant in grants:
+        try:
+            job = job_create(
+                protocol=Job.Protocol.PSI,
+                consumer_table=consumer_table,
+                provider_table=grant.contribution.dataset.table,
+                grant_id=grant.grant_id,
+                units=1,
+                min_cohort=int(order.terms.get("min_cohort", 0)),
+                actor=actor,
+            )
+        except ComputeError as exc:
+            raise ApplicationError(exc.message) from exc
+        OrderJob.objects.create(order=order, grant=grant, job=job, run=run)
+        jobs.append(job)
     if order.status == Order.Status.GRANTED:
-        order.status = Order.Status.FULFILLING
-        order.save(update_fields=["status"])
-    return job
+        _transition(order, Order.Status.FULFILLING, actor=actor, payload={"run": run})
+    return jobs
 
 
 @transaction.atomic
 def order_job_finished(*, job_id: str) -> Order | None:
-    """Settle on the first successful job; refund if the order's first job fails (idempotent)."""
-    link = OrderJob.objects.filter(job_id=job_id).select_related("job").first()
+    """When the first run's jobs have all finished, settle the order (idempotent)."""
+    link = OrderJob.objects.filter(job_id=job_id).first()
     if link is None:
         return None
     order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=link.order_id)
-    if order.status != Order.Status.FULFILLING:
+    if order.status != Order.Status.FULFILLING or link.run != 1:
         return order
-    if link.job.status == Job.Status.SUCCEEDED:
-        _settle(order)
-    elif link.job.status == Job.Status.FAILED:
-        _refund(order, reason=link.job.error)
+    first_run = list(order.order_jobs.filter(run=1).select_related("job", "grant__provider"))
+    if any(not item.job.is_finished for item in first_run):
+        return order
+    _settle(order, first_run)
     return order
 
 
-def _settle(order: Order) -> None:
-    fee = order.price * settings.PLATFORM_FEE_BPS // 10_000
+def _settle(order: Order, first_run: list[OrderJob]) -> None:
+    succeeded = [item for item in first_run if item.job.status == Job.Status.SUCCEEDED]
+    paid = sum(item.grant.share for item in succeeded)
+    if succeeded:
+        fee_bps = int(order.terms.get("platform_fee_bps", settings.PLATFORM_FEE_BPS))
+        entries = [(ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.ESCROW), -paid)]
+        fees = 0
+        for item in succeeded:
+            fee = item.grant.share * fee_bps // 10_000
+            fees += fee
+            entries.append((ledger_account(organisation=item.grant.provider, kind=LedgerAccount.Kind.BALANCE),
+                            item.grant.share - fee))
+        entries.append((ledger_account(organisation=None, kind=LedgerAccount.Kind.FEES), fees))
+        ledger_post(memo=f"Release of order {order.id} to its providers", order=order, entries=entries)
+    refund = order.price - paid
+    if refund:
+        _refund(order, amount=refund, memo=f"Refund of the unfulfilled part of order {order.id}")
+    if succeeded:
+        _transition(order, Order.Status.FULFILLED, actor="system",
+                    payload={"paid_to_providers": paid, "refunded": refund})
+    else:
+        order.failure_reason = "; ".join(sorted({item.job.error for item in first_run})) or "The job failed."
+        _transition(order, Order.Status.FAILED, actor="system", payload={"reason": order.failure_reason})
+        _transition(order, Order.Status.REFUNDED, actor="system", payload={"amount": refund})
+
+
+def _refund(order: Order, *, amount: int, memo: str) -> None:
     ledger_post(
-        memo=f"Release of order {order.id} to the provider",
+        memo=memo,
         order=order,
         entries=[
-            (ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.ESCROW), -order.price),
-            (ledger_account(organisation=order.product.provider, kind=LedgerAccount.Kind.BALANCE), order.price - fee),
-            (ledger_account(organisation=None, kind=LedgerAccount.Kind.FEES), fee),
+            (ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.ESCROW), -amount),
+            (ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.BALANCE), amount),
         ],
-    )
-    order.status = Order.Status.FULFILLED
-    order.save(update_fields=["status"])
-    audit_record(
-        actor="system", action="order.fulfilled", subject=f"order:{order.id}",
-        payload={"paid_to_provider": order.price - fee, "platform_fee": fee}, parties=_parties(order),
     )
 
 
-def _refund(order: Order, *, reason: str) -> None:
-    ledger_post(
-        memo=f"Refund of order {order.id}",
-        order=order,
-        entries=[
-            (ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.ESCROW), -order.price),
-            (ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.BALANCE), order.price),
-        ],
-    )
-    order.status = Order.Status.REFUNDED
-    order.failure_reason = reason
-    order.save(update_fields=["status", "failure_reason"])
-    audit_record(
-        actor="system", action="order.refunded", subject=f"order:{order.id}",
-        payload={"reason": reason, "amount": order.price}, parties=_parties(order),
-    )
+def _revoke_all(order: Order, *, exclude: OrderGrant | None = None) -> None:
+    """Revoke the order's grants on chain through the outbox (after the grant itself, per account order)."""
+    for grant in order.grants.exclude(status=OrderGrant.Status.FAILED).select_related("provider__node"):
+        if exclude is not None and grant.id == exclude.id or grant.revoked:
+            continue
+        grant.revoked = True
+        grant.save(update_fields=["revoked"])
+        outbox_enqueue(
+            account=grant.provider.node.chain_account, contract="AccessRegistry", function="revoke",
+            args=[grant.grant_id], subject=f"order-revoke:{grant.id}",
+        )
 
 
 @transaction.atomic
-def order_grant_failed(*, order_id: str, reason: str) -> Order:
-    """The chain refused the grant: the order fails and the buyer is refunded (idempotent)."""
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order_id)
-    if order.status != Order.Status.PAID:
-        return order
-    _refund(order, reason=f"The grant could not be written on chain: {reason}")
+def order_cancel(*, order: Order, organisation: Organisation, actor: str) -> Order:
+    """The buyer cancels before fulfilment starts: full refund, grants revoked on chain."""
+    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order.id)
+    if order.buyer_id != organisation.id:
+        raise PermissionDenied("Only the buyer can cancel an order.")
+    if order.status not in {Order.Status.PAID, Order.Status.GRANTED} or order.order_jobs.exists():
+        raise Conflict(f"The order is {order.status}; it can be cancelled only before fulfilment starts.")
+    _refund(order, amount=order.price, memo=f"Cancellation of order {order.id}")
+    _transition(order, Order.Status.CANCELLED, actor=actor, payload={"refunded": order.price})
+    _revoke_all(order)
     return order
 
 
 def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) -> Order:
-    """The provider revokes the order's grant on chain; the next job under it will fail."""
-    if order.product.provider_id != organisation.id:
-        raise PermissionDenied("Only the provider of the product can revoke its grants.")
-    try:
-        receipt = grant_revoke(
-            account=organisation.node.chain_account, grant_id=bytes.fromhex(order.grant_id.removeprefix("0x"))
+    """A provider revokes its grant(s) for an order on chain; the next job under them fails."""
+    grants = list(order.grants.filter(provider=organisation, revoked=False))
+    if order.product.provider_id != organisation.id and not grants:
+        raise PermissionDenied("Only a provider of the product can revoke its grants.")
+    if not grants:
+        raise Conflict("You have no active grant on this order.")
+    for grant in grants:
+        try:
+            receipt = grant_revoke(
+                account=organisation.node.chain_account, grant_id=bytes.fromhex(grant.grant_id.removeprefix("0x"))
+            )
+        except ChainError as exc:
+            raise Conflict(f"The chain refused the revocation: {exc}") from exc
+        OrderGrant.objects.filter(id=grant.id).update(revoked=True)
+        audit_record(
+            actor=actor, action="grant.revoked", subject=f"order:{order.id}",
+            payload={"grant_id": grant.grant_id, "tx_hash": str(receipt.get("tx_hash", ""))},
+            parties=order_parties(order),
         )
-    except ChainError as exc:
-        raise Conflict(f"The chain refused the revocation: {exc}") from exc
-    audit_record(
-        actor=actor, action="grant.revoked", subject=f"order:{order.id}",
-        payload={"grant_id": order.grant_id, "tx_hash": str(receipt.get("tx_hash", ""))}, parties=_parties(order),
-    )
     return order
 
 
 def order_result(*, order: Order) -> list[str]:
-    """The ids in the latest successful job's result, read from the buyer's own node."""
-    link = (
+    """The ids matched in the latest run (union over its providers), read from the buyer's own node."""
+    links = list(
         OrderJob.objects.filter(order=order, job__status=Job.Status.SUCCEEDED, job__result_table__isnull=False)
         .select_related("job__result_table__node")
-        .order_by("-created_at")
-        .first()
+        .order_by("-run")
     )
-    if link is None or link.job.result_table is None:
+    if not links:
         raise NotFound("No result yet for this order.")
-    return [row[0] for row in table_read(table=link.job.result_table).rows]
+    latest = links[0].run
+    ids: set[str] = set()
+    for link in links:
+        if link.run == latest and link.job.result_table is not None:
+            ids.update(row[0] for row in table_read(table=link.job.result_table).rows)
+    return sorted(ids)

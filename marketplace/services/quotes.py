@@ -1,4 +1,5 @@
-"""Quotes: a coverage measurement by private set intersection cardinality, then the pricing policy."""
+"""Quotes: each contributing dataset's coverage of the buyer's ids, measured by private set
+intersection cardinality between the nodes, then the pricing policy (price, breakdown, shares)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,17 +12,23 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.models import Job
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.models import Dataset, Organisation, Product, Quote
-from pricing.services import coverage_measure_start, quote_price_from_job
+from marketplace.models import Dataset, Organisation, Product, Quote, QuoteMeasurement
+from pricing.services import coverage_measure_start, quote_price_from_jobs
+
+
+def _parties(quote: Quote) -> list[str]:
+    providers = {m.contribution.dataset.organisation.slug for m in quote.measurements.select_related(
+        "contribution__dataset__organisation")}
+    return sorted({quote.buyer.slug, quote.product.provider.slug, *providers})
 
 
 @transaction.atomic
 def quote_request(
     *, buyer: Organisation, product_id: str, dataset_id: str, purpose: str, actor: str
 ) -> Quote:
-    """Start a quote: measure privately how many of the buyer's ids the product covers."""
+    """Start a quote: measure privately how many of the buyer's ids each contributing dataset covers."""
     product = Product.objects.filter(id=product_id, status=Product.Status.PUBLISHED).select_related(
-        "dataset__table", "provider"
+        "provider"
     ).first()
     if product is None:
         raise NotFound("Product not found.", {"field": "product"})
@@ -32,52 +39,55 @@ def quote_request(
         raise ApplicationError(
             f"This product may not be used for {purpose!r}.", {"field": "purpose", "allowed": product.purposes}
         )
-    try:
-        job = coverage_measure_start(
-            consumer_table=dataset.table, provider_table=product.dataset.table, actor=actor
-        )
-    except ComputeError as exc:
-        raise ApplicationError(exc.message, {"field": "dataset"}) from exc
-    quote = Quote.objects.create(
-        product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose, trial_job=job
-    )
+    quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose)
+    for contribution in product.contributions.select_related("dataset__table"):
+        try:
+            job = coverage_measure_start(
+                consumer_table=dataset.table, provider_table=contribution.dataset.table, actor=actor,
+                min_cohort=product.min_cohort,
+            )
+        except ComputeError as exc:
+            raise ApplicationError(exc.message, {"field": "dataset"}) from exc
+        QuoteMeasurement.objects.create(quote=quote, contribution=contribution, job=job)
     audit_record(
-        actor=actor,
-        action="quote.requested",
-        subject=f"quote:{quote.id}",
-        payload={"product": str(product.id), "job": str(job.id)},
-        parties=[buyer.slug, product.provider.slug],
+        actor=actor, action="quote.requested", subject=f"quote:{quote.id}",
+        payload={"product": str(product.id), "jobs": [str(m.job_id) for m in quote.measurements.all()]},
+        parties=_parties(quote),
     )
     return quote
 
 
 @transaction.atomic
 def quote_finalize(*, quote_id: str) -> Quote:
-    """Price a quote once its coverage job has finished (idempotent)."""
-    quote = Quote.objects.select_for_update(of=("self",)).select_related("product", "trial_job").get(id=quote_id)
-    if quote.status != Quote.Status.MEASURING or quote.trial_job is None:
+    """Price a quote once all its coverage jobs have finished (idempotent)."""
+    quote = Quote.objects.select_for_update(of=("self",)).select_related("product", "buyer").get(id=quote_id)
+    if quote.status != Quote.Status.MEASURING:
         return quote
-    job = quote.trial_job
-    if job.status == Job.Status.SUCCEEDED:
-        priced = quote_price_from_job(
-            job=job, base_price=quote.product.base_price, price_per_match=quote.product.price_per_match
+    measurements = list(quote.measurements.select_related(
+        "job__provider_table", "job__consumer_table", "contribution__dataset__organisation"))
+    failed = [m.job for m in measurements if m.job.status == Job.Status.FAILED]
+    if failed:
+        quote.status = Quote.Status.FAILED
+        quote.error = failed[0].error
+    elif all(m.job.status == Job.Status.SUCCEEDED for m in measurements):
+        priced = quote_price_from_jobs(
+            jobs=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id), m.job)
+                  for m in measurements],
+            base_price=quote.product.base_price,
+            price_per_match=quote.product.price_per_match,
         )
         quote.status = Quote.Status.READY
-        quote.coverage = job.result_cardinality
+        quote.coverage = sum(m.job.result_cardinality or 0 for m in measurements)
         quote.breakdown = priced.as_breakdown()
+        quote.shares = priced.as_shares()
         quote.price = priced.total
         quote.valid_until = timezone.now() + timedelta(seconds=settings.QUOTE_VALIDITY_SECONDS)
-    elif job.status == Job.Status.FAILED:
-        quote.status = Quote.Status.FAILED
-        quote.error = job.error
     else:
         return quote
     quote.save()
     audit_record(
-        actor="system",
-        action=f"quote.{quote.status}",
-        subject=f"quote:{quote.id}",
+        actor="system", action=f"quote.{quote.status}", subject=f"quote:{quote.id}",
         payload={"price": quote.price, "coverage": quote.coverage, "error": quote.error},
-        parties=[quote.buyer.slug, quote.product.provider.slug],
+        parties=_parties(quote),
     )
     return quote

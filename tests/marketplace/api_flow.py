@@ -33,7 +33,7 @@ def _file(data: bytes) -> Any:
 
 
 def list_product(client: APIClient, dataset_id: str, **terms: Any) -> dict[str, Any]:
-    body = {"dataset": dataset_id, "title": "Customer match", "description": "Match your customers",
+    body = {"datasets": [dataset_id], "publish": True, "title": "Customer match", "description": "Match your customers",
             "purposes": ["risk_control"], "base_price": 100, "price_per_match": 2, "quota": 3,
             "validity_days": 30} | terms
     response = client.post("/api/products/create/", body, format="json")

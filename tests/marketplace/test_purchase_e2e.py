@@ -73,7 +73,7 @@ def test_it_runs_the_purchase_path_on_a_real_worker_and_the_broker_sees_no_raw_i
     assert seen["quote"]["coverage"] == len(truth)
     assert seen["order"]["status"] == "fulfilled", seen["order"]
     assert sorted(seen["result"].json()["ids"]) == sorted(truth)
-    job = seen["order"]["jobs"][0]
+    job = seen["order"]["jobs"][0]["job"]
     assert job["status"] == "succeeded" and job["consume_tx_hash"].startswith("0x")
 
     # Audit: seal a batch, the worker anchors it on chain, the API verifies an entry of this order.

@@ -1,7 +1,7 @@
 """The whole purchase path through the REST API, with Celery tasks run inline (eager)."""
 import pytest
 
-from audit.chain.registry import grant_state
+from audit.chain.registry import grant_revoke, grant_state
 from marketplace.models import LedgerEntry, Order
 from tests.marketplace.api_flow import buy, client_for, run_purchase, wait_order
 from tests.marketplace.data import overlapping_ids
@@ -22,7 +22,7 @@ def test_it_sells_the_use_of_data_and_returns_the_intersection_to_the_buyer(make
     assert seen["order"]["status"] == "fulfilled", seen["order"]
     assert seen["result"].status_code == 200
     assert sorted(seen["result"].json()["ids"]) == sorted(set(provider_ids) & set(consumer_ids))
-    state = grant_state(bytes.fromhex(seen["order"]["grant_id"][2:]))
+    state = grant_state(bytes.fromhex(seen["order"]["grants"][0]["grant_id"][2:]))
     assert state.exists and state.used == 1 and state.quota == 3
     for transaction_id in LedgerEntry.objects.values_list("transaction_id", flat=True).distinct():
         assert sum(LedgerEntry.objects.filter(transaction_id=transaction_id).values_list("amount", flat=True)) == 0
@@ -34,18 +34,32 @@ def test_it_stops_the_next_job_once_the_grant_is_revoked_on_chain(make_party):
     provider_ids, consumer_ids = overlapping_ids(provider=50, consumer=20, overlap=10)
     seen = run_purchase(provider.token, consumer.token, provider_ids, consumer_ids)
     order_id = seen["order"]["id"]
-    grant_id = bytes.fromhex(seen["order"]["grant_id"][2:])
+    grant_id = bytes.fromhex(seen["order"]["grants"][0]["grant_id"][2:])
     used_before = grant_state(grant_id).used
 
-    revoked = client_for(provider.token).post(f"/api/orders/{order_id}/revoke/")
-    assert revoked.status_code == 200, revoked.content
+    # The provider revokes on chain directly, outside the marketplace: the chain alone must stop the job.
+    grant_revoke(account=provider.organisation.node.chain_account, grant_id=grant_id)
     again = client_for(consumer.token).post(f"/api/orders/{order_id}/jobs/")
     assert again.status_code == 201, again.content
 
-    job = client_for(consumer.token).get(f"/api/orders/{order_id}/").json()["jobs"][-1]
+    job = client_for(consumer.token).get(f"/api/orders/{order_id}/").json()["jobs"][-1]["job"]
     assert job["status"] == "failed"
     assert "revoked" in job["error"]
     assert grant_state(grant_id).used == used_before
+    usage = client_for(consumer.token).get(f"/api/orders/{order_id}/grants/").json()
+    assert usage[0]["revoked"] is True and usage[0]["used"] == used_before
+
+
+def test_it_refuses_further_jobs_once_the_provider_revokes_through_the_api(make_party):
+    provider = make_party("prov-rev2", provider=True)
+    consumer = make_party("cons-rev2", provider=False, balance=100_000)
+    seen = run_purchase(provider.token, consumer.token, *overlapping_ids(provider=50, consumer=20, overlap=10))
+    order_id = seen["order"]["id"]
+    assert client_for(provider.token).post(f"/api/orders/{order_id}/revoke/").status_code == 200
+    again = client_for(consumer.token).post(f"/api/orders/{order_id}/jobs/")
+    assert again.status_code == 400
+    assert "no active grant" in again.json()["message"]
+    assert grant_state(bytes.fromhex(seen["order"]["grants"][0]["grant_id"][2:])).revoked
 
 
 def test_it_charges_once_for_the_same_idempotency_key(make_party):

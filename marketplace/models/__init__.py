@@ -1,0 +1,11 @@
+"""Marketplace models: organisations and members, the catalog, trading (quotes, orders, grants, jobs)
+and the money ledger."""
+from marketplace.models.catalog import Dataset, Product, ProductDataset
+from marketplace.models.ledger import LedgerAccount, LedgerEntry, LedgerTransaction
+from marketplace.models.organisations import Member, Organisation
+from marketplace.models.trading import Order, OrderGrant, OrderJob, Quote, QuoteMeasurement
+
+__all__ = [
+    "Dataset", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "Member", "Order", "OrderGrant", "OrderJob",
+    "Organisation", "Product", "ProductDataset", "Quote", "QuoteMeasurement",
+]

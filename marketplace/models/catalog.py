@@ -1,0 +1,98 @@
+"""Datasets (metadata only; rows stay in the node's vault) and the products listed over them."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Dataset(models.Model):
+    """A provider's (or consumer's) table as the marketplace sees it: metadata, never rows."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey("marketplace.Organisation", on_delete=models.PROTECT, related_name="datasets")
+    table = models.OneToOneField("compute.StoredTable", on_delete=models.PROTECT, related_name="dataset")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(models.Model):
+    """What a consumer buys the use of: one or more datasets (possibly from several providers, whose
+    revenue is then shared) under stated terms."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        PUBLISHED = "published"
+        SUSPENDED = "suspended"
+        RETIRED = "retired"
+
+    class Purpose(models.TextChoices):
+        RISK_CONTROL = "risk_control", "Risk control"
+        MARKETING = "marketing", "Marketing"
+        RESEARCH = "research", "Research"
+
+    class Category(models.TextChoices):
+        FINANCE = "finance", "Finance"
+        RETAIL = "retail", "Retail"
+        TELECOM = "telecom", "Telecom"
+        HEALTH = "health", "Health"
+        MOBILITY = "mobility", "Mobility"
+        OTHER = "other", "Other"
+
+    class ComputeType(models.TextChoices):
+        PSI = "psi", "Private set intersection"
+
+    class QuotaUnit(models.TextChoices):
+        JOB = "job", "Compute job"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.ForeignKey(
+        "marketplace.Organisation", on_delete=models.PROTECT, related_name="products",
+        help_text="The lead provider, who lists the product.",
+    )
+    datasets = models.ManyToManyField(Dataset, through="ProductDataset", related_name="products")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=32, choices=Category.choices, default=Category.OTHER, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    compute_types = models.JSONField(default=list, blank=True)
+    purposes = models.JSONField(default=list)
+    base_price = models.PositiveIntegerField(help_text="Fixed part of the price, in cents.")
+    price_per_match = models.PositiveIntegerField(help_text="Price per matched record, in cents.")
+    quota_unit = models.CharField(max_length=16, choices=QuotaUnit.choices, default=QuotaUnit.JOB)
+    quota = models.PositiveIntegerField(default=5, help_text="Units allowed per purchase.")
+    validity_days = models.PositiveIntegerField(default=30)
+    min_cohort = models.PositiveIntegerField(default=3, help_text="Release rule: smallest result released.")
+    sample_preview = models.JSONField(default=list, blank=True, help_text="Synthetic rows; no real record.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    chain_asset_id = models.CharField(max_length=66, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ProductDataset(models.Model):
+    """One dataset contributing to a product; its provider writes grants over it and shares revenue."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="contributions")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="contributions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["product", "dataset"], name="dataset_once_per_product")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} in {self.product}"

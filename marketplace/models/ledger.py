@@ -1,0 +1,55 @@
+"""The double-entry money ledger."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class LedgerAccount(models.Model):
+    """A money account: an organisation's balance or escrow, or the platform's fee income."""
+
+    class Kind(models.TextChoices):
+        BALANCE = "balance"
+        ESCROW = "escrow"
+        FEES = "fees"
+        EXTERNAL = "external"
+
+    organisation = models.ForeignKey(
+        "marketplace.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    balance = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "kind"], name="one_account_per_kind"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(organisation__isnull=True), name="one_platform_account_per_kind"
+            ),
+            models.CheckConstraint(
+                condition=Q(balance__gte=0) | Q(kind="external"), name="balance_never_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation or 'platform'}:{self.kind}"
+
+
+class LedgerTransaction(models.Model):
+    """A money movement; its entries sum to zero."""
+
+    memo = models.CharField(max_length=200)
+    order = models.ForeignKey("marketplace.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.memo
+
+
+class LedgerEntry(models.Model):
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.amount:+d}"
