@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["psi", "audit"]
+SECTIONS = ["psi", "audit", "catalog", "purchase"]
 
 
 def main() -> int:

@@ -36,7 +36,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "audit",
     "compute",
@@ -76,7 +75,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=0
+        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        # Persistent connections save a connect per request behind gunicorn; 0 (the default) closes each.
+        conn_max_age=int(env("DB_CONN_MAX_AGE", "0")),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -112,20 +114,39 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "marketplace.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["marketplace.throttling.TokenRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.openapi.MarketplaceAutoSchema",
     "EXCEPTION_HANDLER": "marketplace.exception_handler.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+}
+# Rate limits per API token (per user for session auth), reads and writes apart; "" turns one off.
+API_RATE_READ = env("API_RATE_READ", "120/min") or None
+API_RATE_WRITE = env("API_RATE_WRITE", "30/min") or None
+# The cache holds the rate counters: per process by default, shared by all workers with a Redis URL.
+CACHE_URL = env("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL.startswith(("redis://", "rediss://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Data marketplace API",
     "DESCRIPTION": "Buy the use of data, never a copy: quotes, purchases, compute jobs and audit.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ProductStatusEnum": "marketplace.models.catalog.Product.Status",
+        "PurposeEnum": "marketplace.models.catalog.Product.Purpose",
+        "CategoryEnum": "marketplace.models.catalog.Product.Category",
+        "QuoteStatusEnum": "marketplace.models.trading.Quote.Status",
+        "OrderStatusEnum": "marketplace.models.trading.Order.Status",
+        "OrderGrantStatusEnum": "marketplace.models.trading.OrderGrant.Status",
+    },
 }
 
 # Celery: node tasks go to the queue `node.<slug>`; everything else to `celery`.
@@ -137,6 +158,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "store_processed": False,
+        "control_folder": str(_broker_dir / "control"),
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -40,10 +40,30 @@ class DatasetChoiceField(forms.ModelChoiceField):
         return f"{obj.name} ({obj.table.row_count:,} rows)"
 
 
+class DatasetsChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.table.row_count:,} rows)"
+
+
+class TagsField(forms.CharField):
+    """Comma-separated tags → a list of stripped, non-empty tags (the service checks their number and size)."""
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [tag.strip() for tag in text.split(",") if tag.strip()]
+
+
 class ProductCreateForm(forms.Form):
-    dataset = DatasetChoiceField(queryset=Dataset.objects.none())
+    datasets = DatasetsChoiceField(
+        queryset=Dataset.objects.none(), widget=forms.CheckboxSelectMultiple,
+        help_text="One or more of your datasets; partners can add theirs while the product is a draft.",
+    )
     title = forms.CharField(max_length=200)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    category = forms.ChoiceField(choices=Product.Category.choices, initial=Product.Category.OTHER)
+    tags = TagsField(
+        max_length=500, required=False, help_text="Comma separated, e.g. retail, customers, north.",
+    )
     purposes = forms.MultipleChoiceField(choices=Product.Purpose.choices, widget=forms.CheckboxSelectMultiple)
     base_price = forms.DecimalField(
         label="Base price ($)", min_value=Decimal("0"), max_digits=10, decimal_places=2,
@@ -57,11 +77,33 @@ class ProductCreateForm(forms.Form):
         min_value=1, max_value=10_000, initial=5, help_text="Jobs allowed per purchase."
     )
     validity_days = forms.IntegerField(min_value=1, max_value=3650, initial=30)
+    min_cohort = forms.IntegerField(
+        label="Minimum cohort", min_value=1, max_value=1_000_000, initial=3,
+        help_text="Release rule: a smaller result is never released.",
+    )
+    publish = forms.BooleanField(
+        label="Publish now", required=False, initial=True,
+        help_text="Leave unticked to keep a draft that partner providers can contribute datasets to.",
+    )
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "product-%s")
         super().__init__(*args, **kwargs)
+        self.fields["datasets"].queryset = datasets  # type: ignore[attr-defined]
+
+
+class ProductContributeForm(forms.Form):
+    dataset = DatasetChoiceField(queryset=Dataset.objects.none(), label="Your dataset", empty_label=None)
+
+    def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
+        # One form per open draft on the console: the prefix keeps their element ids apart.
+        kwargs.setdefault("auto_id", "contribute-%s")
+        super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
+
+
+class ProductTransitionForm(forms.Form):
+    status = forms.ChoiceField(choices=Product.Status.choices)
 
 
 class QuoteRequestForm(forms.Form):

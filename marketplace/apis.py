@@ -15,7 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
+from marketplace.filters import ProductSearchInput
 from marketplace.models import Dataset, Order, Product, Quote
+from marketplace.pagination import CappedLimitOffsetPagination, paginated_response, paginated_serializer
+from marketplace.permissions import IsConsumerMember, IsMarketplaceMember, IsProviderMember
 from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
 from marketplace.services.orders import (
     order_cancel,
@@ -122,6 +125,8 @@ class OrderOutput(serializers.ModelSerializer):
 
 
 class MeApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     class OutputSerializer(serializers.Serializer):
         username = serializers.CharField()
         organisation = serializers.CharField()
@@ -138,6 +143,8 @@ class MeApi(APIView):
 
 
 class DatasetListApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=DatasetOutput(many=True))
     def get(self, request: Request) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -145,6 +152,8 @@ class DatasetListApi(APIView):
 
 
 class DatasetImportApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -170,6 +179,8 @@ class DatasetImportApi(APIView):
 
 
 class DatasetDetailApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=DatasetOutput)
     def get(self, request: Request, dataset_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -177,12 +188,25 @@ class DatasetDetailApi(APIView):
 
 
 class ProductListApi(APIView):
-    @extend_schema(responses=ProductOutput(many=True))
+    """The catalog: published products, searched, filtered, sorted and paginated (`limit` at most 100)."""
+
+    permission_classes = [IsMarketplaceMember]
+
+    FilterSerializer = ProductSearchInput
+
+    @extend_schema(operation_id="products_list",
+                   parameters=[FilterSerializer, *CappedLimitOffsetPagination.parameters()],
+                   responses=paginated_serializer(ProductOutput))
     def get(self, request: Request) -> Response:
-        return Response(ProductOutput(selectors.product_catalog()[:200], many=True).data)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return paginated_response(queryset=selectors.product_search(**filters.validated_data),
+                                  serializer_class=ProductOutput, request=request, view=self)
 
 
 class ProductCreateApi(APIView):
+    permission_classes = [IsProviderMember]
+
     class InputSerializer(serializers.Serializer):
         datasets = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
         title = serializers.CharField(max_length=200)
@@ -224,6 +248,8 @@ class ProductCreateApi(APIView):
 
 
 class ProductStatusApi(APIView):
+    permission_classes = [IsProviderMember]
+
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(Product.Status.choices)
 
@@ -239,6 +265,8 @@ class ProductStatusApi(APIView):
 
 
 class ProductContributeApi(APIView):
+    permission_classes = [IsProviderMember]
+
     class InputSerializer(serializers.Serializer):
         dataset = serializers.UUIDField()
 
@@ -255,6 +283,8 @@ class ProductContributeApi(APIView):
 
 
 class ProductDetailApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=ProductOutput)
     def get(self, request: Request, product_id: str) -> Response:
         organisation = selectors.user_organisation(request.user) if hasattr(request.user, "member") else None
@@ -262,6 +292,8 @@ class ProductDetailApi(APIView):
 
 
 class QuoteCreateApi(APIView):
+    permission_classes = [IsConsumerMember]
+
     class InputSerializer(serializers.Serializer):
         product = serializers.UUIDField()
         dataset = serializers.UUIDField(help_text="One of your own datasets: the ids to enrich.")
@@ -284,6 +316,8 @@ class QuoteCreateApi(APIView):
 
 
 class QuoteDetailApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=QuoteOutput)
     def get(self, request: Request, quote_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -297,6 +331,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class OrderListApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=OrderOutput(many=True))
     def get(self, request: Request) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -304,6 +340,8 @@ class OrderListApi(APIView):
 
 
 class OrderCreateApi(APIView):
+    permission_classes = [IsConsumerMember]
+
     class InputSerializer(serializers.Serializer):
         quote = serializers.UUIDField()
 
@@ -324,6 +362,8 @@ class OrderCreateApi(APIView):
 
 
 class OrderDetailApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(responses=OrderOutput)
     def get(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -331,6 +371,8 @@ class OrderDetailApi(APIView):
 
 
 class OrderJobCreateApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(request=None, responses={201: JobOutput(many=True)})
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -342,6 +384,8 @@ class OrderJobCreateApi(APIView):
 
 
 class OrderCancelApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(request=None, responses=OrderOutput)
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
@@ -351,6 +395,8 @@ class OrderCancelApi(APIView):
 
 
 class OrderGrantUsageApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     class OutputSerializer(serializers.Serializer):
         grant_id = serializers.CharField()
         provider = serializers.CharField()
@@ -370,6 +416,8 @@ class OrderGrantUsageApi(APIView):
 
 
 class OrderResultApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     class OutputSerializer(serializers.Serializer):
         order = serializers.UUIDField()
         ids = serializers.ListField(child=serializers.CharField())
@@ -382,6 +430,8 @@ class OrderResultApi(APIView):
 
 
 class OrderRevokeApi(APIView):
+    permission_classes = [IsMarketplaceMember]
+
     @extend_schema(request=None, responses=OrderOutput)
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)

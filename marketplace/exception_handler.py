@@ -10,10 +10,44 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler
 
+from audit.services import audit_record
 from marketplace.exceptions import ApplicationError
+
+DENIED_STATUSES = {403, 404}
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = _error_response(exc, context)
+    if response is not None and response.status_code in DENIED_STATUSES:
+        _denial_record(context.get("request"), response)
+    return response
+
+
+def _denial_record(request: Any, response: Response) -> None:
+    """Audit a refused or not-found request of a signed-in caller (QUALITY 1: denials are audited).
+
+    Every 403/404 is recorded alike, whether or not the object exists elsewhere, and only the caller's
+    organisation (and the operator) can read the entry, so the log is no oracle for other parties' ids.
+    """
+    if request is None:
+        return
+    try:
+        user = request.user
+    except exceptions.APIException:  # authentication itself failed: nobody to attribute it to
+        return
+    if user is None or not user.is_authenticated:
+        return
+    member = getattr(user, "member", None)
+    message = response.data.get("message", "") if isinstance(response.data, dict) else ""
+    audit_record(
+        actor=f"user:{user.get_username()}", action="access.denied",
+        subject=f"api:{request.method} {request.path}"[:200],
+        payload={"status": response.status_code, "message": str(message)[:200]},
+        parties=[member.organisation.slug] if member is not None else [],
+    )
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status)
     if isinstance(exc, DjangoValidationError):

@@ -1,30 +1,47 @@
 """Reads of the marketplace, always scoped to what the caller may see."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 
 from audit.chain.registry import grant_state
-from marketplace.exceptions import NotFound, PermissionDenied
-from marketplace.models import Dataset, LedgerAccount, Order, Organisation, Product, Quote
+from marketplace.exceptions import ApplicationError, NotFound, PermissionDenied
+from marketplace.filters import PRODUCT_ORDERINGS
+from marketplace.models import (
+    Dataset,
+    LedgerAccount,
+    LedgerEntry,
+    Order,
+    Organisation,
+    Product,
+    ProductDataset,
+    Quote,
+)
 
 
 def user_organisation(user: Any) -> Organisation:
+    """The organisation a user trades for. Auditors read audit data and nothing else: every marketplace
+    page and API that asks for the user's organisation refuses them (403)."""
     member = getattr(user, "member", None) if user and user.is_authenticated else None
     if member is None:
         raise PermissionDenied("Your account does not belong to an organisation.")
+    if member.organisation.is_auditor:
+        raise PermissionDenied("Auditor accounts read audit data only.")
     return member.organisation
 
 
 def user_audit_parties(user: Any) -> list[str] | None:
-    """The audit parties a user may read: everything for staff and the operator, else their organisation."""
+    """The audit parties a user may read: everything (None) for staff, the operator's and auditors'
+    members, else their own organisation."""
     if user.is_staff:
         return None
     member = getattr(user, "member", None)
     if member is None:
         return []
-    if member.organisation.is_operator:
+    if member.organisation.is_operator or member.organisation.is_auditor:
         return None
     return [member.organisation.slug]
 
@@ -40,12 +57,70 @@ def dataset_get(*, organisation: Organisation, dataset_id: Any) -> Dataset:
     return dataset
 
 
+def _contributions_prefetch() -> Prefetch:
+    # One query for every contribution of a page, joined to its dataset, table and provider.
+    return Prefetch("contributions", queryset=ProductDataset.objects.select_related(
+        "dataset__table", "dataset__organisation"))
+
+
 def product_catalog() -> QuerySet[Product]:
+    """Published products with their provider and contributions: a fixed number of queries per page."""
     return (
         Product.objects.filter(status=Product.Status.PUBLISHED)
         .select_related("provider")
-        .prefetch_related("contributions__dataset__table", "contributions__dataset__organisation")
+        .prefetch_related(_contributions_prefetch())
     )
+
+
+def _json_list_has(field: str, value: str) -> Q:
+    """Rows whose JSON list `field` holds the string `value`."""
+    if connection.features.supports_json_field_contains:
+        return Q(**{f"{field}__contains": [value]})
+    # SQLite has no JSON containment: match the quoted element in the stored JSON text.
+    return Q(**{f"{field}__icontains": json.dumps(value)})
+
+
+def product_search(
+    *,
+    q: str = "",
+    category: str | None = None,
+    tag: str | None = None,
+    compute_type: str | None = None,
+    provider: str | None = None,
+    price_min: int | None = None,
+    price_max: int | None = None,
+    ordering: str = "newest",
+) -> QuerySet[Product]:
+    """The catalog (published products only) searched, filtered and sorted.
+
+    `q` matches title, description, tags or the provider's name, case-insensitively; `provider` is the
+    lead provider's slug; prices bound `base_price` in cents, both ends inclusive.
+    """
+    if ordering not in PRODUCT_ORDERINGS:
+        raise ApplicationError(f"Unknown ordering {ordering!r}.", {"allowed": list(PRODUCT_ORDERINGS)})
+    products = product_catalog()
+    if q:
+        products = products.filter(Q(title__icontains=q) | Q(description__icontains=q) | Q(tags__icontains=q)
+                                   | Q(provider__name__icontains=q))
+    if category:
+        products = products.filter(category=category)
+    if tag:
+        products = products.filter(_json_list_has("tags", tag))
+    if compute_type:
+        products = products.filter(_json_list_has("compute_types", compute_type))
+    if provider:
+        products = products.filter(provider__slug=provider)
+    if price_min is not None:
+        products = products.filter(base_price__gte=price_min)
+    if price_max is not None:
+        products = products.filter(base_price__lte=price_max)
+    return products.order_by(*PRODUCT_ORDERINGS[ordering])
+
+
+def catalog_providers() -> QuerySet[Organisation]:
+    """Organisations with at least one published product, by name (the catalog's provider filter)."""
+    return Organisation.objects.filter(
+        id__in=Product.objects.filter(status=Product.Status.PUBLISHED).values("provider_id")).order_by("name")
 
 
 def product_visible(*, organisation: Organisation | None) -> QuerySet[Product]:
@@ -132,3 +207,28 @@ def order_get_as_buyer(*, organisation: Organisation, order_id: Any) -> Order:
 def balance_of(*, organisation: Organisation) -> dict[str, int]:
     accounts = LedgerAccount.objects.filter(organisation=organisation)
     return {account.kind: account.balance for account in accounts}
+
+
+def ledger_statement_accounts(*, organisation: Organisation) -> list[LedgerAccount]:
+    """The accounts on an organisation's statement: its balance and escrow; the platform operator also
+    sees the platform's fee income."""
+    accounts = Q(organisation=organisation, kind__in=[LedgerAccount.Kind.BALANCE, LedgerAccount.Kind.ESCROW])
+    if organisation.is_operator:
+        accounts |= Q(organisation__isnull=True, kind=LedgerAccount.Kind.FEES)
+    return list(LedgerAccount.objects.filter(accounts).order_by("id"))
+
+
+def ledger_balances(*, organisation: Organisation) -> dict[str, int]:
+    """What stands on each account of the organisation's statement, by kind (balance, escrow[, fees])."""
+    return {account.kind: account.balance for account in ledger_statement_accounts(organisation=organisation)}
+
+
+def ledger_statement(*, organisation: Organisation, newest_first: bool = True) -> QuerySet[LedgerEntry]:
+    """Every entry on the organisation's statement accounts, each with `running_balance`: its account's
+    balance just after it (entries in id order, the order they were written under the account's lock)."""
+    return (
+        LedgerEntry.objects.filter(account__in=ledger_statement_accounts(organisation=organisation))
+        .select_related("transaction", "account")
+        .annotate(running_balance=Window(Sum("amount"), partition_by=[F("account_id")], order_by=F("id").asc()))
+        .order_by("-id" if newest_first else "id")
+    )

@@ -1,9 +1,10 @@
-from django.urls import path
+from django.urls import include, path
 
 from marketplace import apis
 
 urlpatterns = [
     path("me/", apis.MeApi.as_view(), name="api-me"),
+    path("ledger/", include("marketplace.urls_ledger")),
     path("datasets/", apis.DatasetListApi.as_view(), name="api-dataset-list"),
     path("datasets/import/", apis.DatasetImportApi.as_view(), name="api-dataset-import"),
     path("datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-dataset-detail"),
@@ -23,4 +24,5 @@ urlpatterns = [
     path("orders/<uuid:order_id>/revoke/", apis.OrderRevokeApi.as_view(), name="api-order-revoke"),
     path("orders/<uuid:order_id>/cancel/", apis.OrderCancelApi.as_view(), name="api-order-cancel"),
     path("orders/<uuid:order_id>/grants/", apis.OrderGrantUsageApi.as_view(), name="api-order-grants"),
+    path("", include("marketplace.urls_access")),
 ]

@@ -123,7 +123,7 @@ def _make_party(slug: str, *, provider: bool, balance: int = 0) -> Party:
                                 role="owner")
     if balance:
         balance_top_up(organisation=organisation, amount=balance)
-    return Party(organisation=organisation, user=user, token=token.key)
+    return Party(organisation=organisation, user=user, token=token.secret)
 
 
 @pytest.fixture

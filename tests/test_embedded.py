@@ -55,7 +55,7 @@ def test_it_runs_the_embedded_stack_and_keeps_its_data_across_a_restart(tmp_path
         token = re.search(r"carol: ([0-9a-f]{40})", output).group(1)
         status, body = _get(f"http://127.0.0.1:{web_port}/api/products/", token)
         assert status == 200
-        products = json.loads(body)
+        products = json.loads(body)["results"]
         assert {p["title"] for p in products} == {"Retail customer match", "Telecom subscriber match"}
         addresses = json.loads(next((var_dir / "deployments").glob("*.json")).read_text())
     finally:

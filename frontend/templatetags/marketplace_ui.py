@@ -1,5 +1,5 @@
-"""Template helpers of the web UI: money in cents shown as currency, shares as percentages, and the
-account summary (organisation and balance) in the nav bar."""
+"""Template helpers of the web UI: money in cents shown as currency, shares as percentages, a product's
+lifecycle buttons, and the account summary (organisation and balance) in the nav bar."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +9,7 @@ from django import template
 from marketplace.exceptions import ApplicationError
 from marketplace.models import Product
 from marketplace.selectors import balance_of, user_organisation
+from marketplace.services.catalog import TRANSITIONS
 
 register = template.Library()
 
@@ -53,6 +54,37 @@ def short_hash(value: Any, keep: int = 10) -> str:
     if len(text) <= 2 * keep + 1:
         return text
     return f"{text[:keep]}…{text[-6:]}"
+
+
+@register.filter
+def share_of(order: Any, organisation_id: int) -> int:
+    """An organisation's part of an order's price (its grants' shares, before the fee), from prefetched grants."""
+    return sum(grant.share for grant in order.grants.all() if grant.provider_id == organisation_id)
+
+
+@register.filter
+def category_label(value: str) -> str:
+    return str(dict(Product.Category.choices).get(value, value))
+
+
+# The button for each allowed move, in the order they are shown; retiring is last and final.
+LIFECYCLE_BUTTONS = [
+    (Product.Status.DRAFT, Product.Status.PUBLISHED, "Publish", "btn-primary"),
+    (Product.Status.SUSPENDED, Product.Status.PUBLISHED, "Resume", "btn-primary"),
+    (Product.Status.PUBLISHED, Product.Status.SUSPENDED, "Suspend", ""),
+    (None, Product.Status.RETIRED, "Retire", "btn-danger"),
+]
+
+
+@register.filter
+def lifecycle_actions(product: Product) -> list[dict[str, str]]:
+    """The lifecycle moves the product's current status allows, as buttons: status, label and style."""
+    allowed = TRANSITIONS.get(Product.Status(product.status), set())
+    return [
+        {"status": str(target), "label": label, "style": style}
+        for source, target, label, style in LIFECYCLE_BUTTONS
+        if target in allowed and source in (None, product.status)
+    ]
 
 
 @register.inclusion_tag("frontend/partials/account_bar.html", takes_context=True)

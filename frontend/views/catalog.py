@@ -1,45 +1,142 @@
 """The catalog (public) and a product's page with its quote form."""
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from frontend.forms import QuoteRequestForm, form_error_from
+from frontend.forms import QuoteRequestForm, cents_of, form_error_from
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
+from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, product_search_messages
 from marketplace.models import Organisation, Product
-from marketplace.selectors import dataset_list, product_catalog, product_get
+from marketplace.selectors import catalog_providers, dataset_list, product_get, product_search
 from marketplace.services.quotes import quote_request
 
-SEARCH_MAX_CHARS = 200
+CATALOG_PAGE_SIZE = 12
+CATALOG_FILTERS = ("q", "category", "tag", "compute_type", "provider", "price_min", "price_max", "ordering")
+ORDERING_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "price": "Price: low to high",
+                   "-price": "Price: high to low", "title": "Title A–Z"}
+
+
+def _cents(dollars: str) -> int | None:
+    """ "12.5" → 1250; None unless a finite amount within what a price can be."""
+    try:
+        amount = Decimal(dollars)
+    except ArithmeticError:  # decimal.InvalidOperation
+        return None
+    if not amount.is_finite() or not 0 <= amount <= Decimal(PRICE_MAX_CENTS) / 100:
+        return None
+    return cents_of(amount)
+
+
+def _catalog_filters(query: QueryDict) -> tuple[dict[str, Any], list[str]]:
+    """The valid filters of the GET form and a message for each invalid one (which is then left out).
+
+    The form's prices are in dollars, as on the cards; the catalog filters on cents."""
+    raw = {name: query.get(name, "").strip() for name in CATALOG_FILTERS}
+    messages = []
+    for name in ("price_min", "price_max"):
+        if raw[name]:
+            cents = _cents(raw[name])
+            if cents is None:
+                messages.append(f"{name.replace('_', ' ')}: enter an amount in dollars from 0 to "
+                                f"{PRICE_MAX_CENTS // 100:,}, e.g. 12.50.")
+            raw[name] = "" if cents is None else str(cents)
+    data = {name: value for name, value in raw.items() if value}
+    filters = ProductSearchInput(data=data)
+    if not filters.is_valid():
+        messages += product_search_messages(filters.errors)
+        filters = ProductSearchInput(data={k: v for k, v in data.items() if k not in filters.errors})
+        filters.is_valid()
+    return dict(filters.validated_data) if not filters.errors else {}, messages
+
+
+def _page_number(query: QueryDict, messages: list[str]) -> int:
+    try:
+        number = int(query.get("page", "1").strip() or "1")
+    except ValueError:
+        number = 0
+    if number < 1:
+        messages.append("page: a page number is a whole number from 1.")
+        return 1
+    return number
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
-    products = product_catalog()
-    if query:
-        products = products.filter(Q(title__icontains=query) | Q(description__icontains=query))
-    return render(request, "frontend/catalog.html", {"products": products, "query": query})
+    """The public catalog: search, filters, sort and pages, all in the GET query string."""
+    filters, messages = _catalog_filters(request.GET)
+    page = Paginator(product_search(**filters), CATALOG_PAGE_SIZE).get_page(_page_number(request.GET, messages))
+    context = {
+        "page": page,
+        "products": page.object_list,
+        "values": {name: request.GET.get(name, "") for name in CATALOG_FILTERS},
+        "filtered": any(name in filters for name in CATALOG_FILTERS if name != "ordering"),
+        "messages_invalid": messages,
+        "categories": Product.Category.choices,
+        "compute_types": Product.ComputeType.choices,
+        "providers": catalog_providers(),
+        "orderings": ORDERING_LABELS.items(),
+    }
+    return render(request, "frontend/catalog.html", context, status=400 if messages else 200)
 
 
-def _product(product_id: UUID) -> Product:
+def _product(product_id: UUID, organisation: Organisation) -> Product:
+    # Drafts and suspended products exist only for their providers; for anyone else they are a 404.
     try:
-        return product_get(product_id=product_id)
+        return product_get(product_id=product_id, organisation=organisation)
     except NotFound as error:
         raise Http404(error.message) from error
 
 
+def _contributions(product: Product) -> list[dict[str, Any]]:
+    """Each contributing dataset with its provider, size, schema and quality, in contribution order."""
+    rows = []
+    for contribution in product.contributions.all():
+        dataset = contribution.dataset
+        table = dataset.table
+        rows.append({
+            "dataset": dataset, "provider": dataset.organisation, "table": table,
+            "completeness": table.quality.get("completeness"), "uniqueness": table.quality.get("uniqueness"),
+        })
+    return rows
+
+
 def _product_page(
-    request: HttpRequest, product: Product, form: QuoteRequestForm, *, status: int = 200
+    request: HttpRequest, organisation: Organisation, product: Product, form: QuoteRequestForm, *, status: int = 200
 ) -> HttpResponse:
-    table = product.contributions.all()[0].dataset.table
-    quality = {name: table.quality.get(name) for name in ("completeness", "uniqueness")}
-    context = {"product": product, "table": table, "quality": quality, "form": form}
+    contributions = _contributions(product)
+    providers = {row["provider"].id for row in contributions}
+    chart = [
+        {"label": f"{row['dataset'].name} ({row['provider'].name})", "completeness": row["completeness"],
+         "uniqueness": row["uniqueness"]}
+        for row in contributions
+    ]
+    preview = product.sample_preview or []
+    # The preview was made from the first dataset's schema; JSON objects lose key order, the schema keeps it.
+    schema = [column["name"] for column in contributions[0]["table"].columns] if contributions else []
+    keys = list(preview[0].keys()) if preview else []
+    preview_columns = [name for name in schema if name in keys] + [name for name in keys if name not in schema]
+    context = {
+        "product": product,
+        "form": form,
+        "contributions": contributions,
+        "providers_count": len(providers),
+        "records": sum(row["table"].row_count for row in contributions),
+        "quality_chart": chart,
+        "chart_height": 70 + 48 * len(chart),
+        "preview_columns": preview_columns,
+        "preview_rows": [[row.get(name, "") for name in preview_columns] for row in preview],
+        "on_sale": product.status == Product.Status.PUBLISHED,
+        "is_lead": product.provider_id == organisation.id,
+        "is_contributor": organisation.id in providers,
+    }
     return render(request, "frontend/product_detail.html", context, status=status)
 
 
@@ -50,18 +147,23 @@ def _quote_form(organisation: Organisation, product: Product, data: dict | None 
 @login_required
 def product_detail(request: HttpRequest, product_id: UUID) -> HttpResponse:
     organisation = member_organisation(request)
-    product = _product(product_id)
-    return _product_page(request, product, _quote_form(organisation, product))
+    product = _product(product_id, organisation)
+    return _product_page(request, organisation, product, _quote_form(organisation, product))
 
 
 @login_required
 @require_POST
 def quote_create(request: HttpRequest, product_id: UUID) -> HttpResponse:
     organisation = member_organisation(request)
-    product = _product(product_id)
+    product = _product(product_id, organisation)
     form = _quote_form(organisation, product, request.POST)
+    if product.status != Product.Status.PUBLISHED:
+        # Its own providers can see a draft or suspended product, but nobody can quote it.
+        form.add_error(None, f"This product is {product.get_status_display().lower()}: only published "
+                             "products can be quoted and bought.")
+        return _product_page(request, organisation, product, form, status=409)
     if not form.is_valid():
-        return _product_page(request, product, form, status=400)
+        return _product_page(request, organisation, product, form, status=400)
     try:
         quote = quote_request(
             buyer=organisation,
@@ -72,5 +174,5 @@ def quote_create(request: HttpRequest, product_id: UUID) -> HttpResponse:
         )
     except ApplicationError as error:
         form_error_from(form, error)
-        return _product_page(request, product, form, status=rejected_status(error))
+        return _product_page(request, organisation, product, form, status=rejected_status(error))
     return redirect("quote-detail", quote_id=quote.id)

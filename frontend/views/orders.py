@@ -1,4 +1,5 @@
-"""Orders: the list, an order's page with its live job block, and the buyer's and provider's actions."""
+"""Orders: the list, an order's page with its grants (usage read from the chain), revenue split and live
+job block, and the buyer's and providers' actions (cancel, run again, revoke)."""
 from __future__ import annotations
 
 import csv
@@ -11,14 +12,18 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from frontend.views.membership import actor_of, member_organisation
+from audit.chain.errors import ChainError
+from compute.models import Job
+from frontend.templatetags.marketplace_ui import cents
+from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Order, Organisation
-from marketplace.selectors import order_get, order_get_as_buyer, order_list
-from marketplace.services.orders import order_grant_revoke, order_job_start, order_result
+from marketplace.selectors import order_get, order_get_as_buyer, order_grants_usage, order_list
+from marketplace.services.orders import order_cancel, order_grant_revoke, order_job_start, order_result
 
 RESULT_IDS_SHOWN = 500
 LIVE_ORDER_STATUSES = {Order.Status.PAID, Order.Status.GRANTED, Order.Status.FULFILLING}
+CANCELLABLE_STATUSES = {Order.Status.PAID, Order.Status.GRANTED}
 
 
 @login_required
@@ -35,10 +40,26 @@ def _order(organisation: Organisation, order_id: UUID) -> Order:
         raise Http404(error.message) from error
 
 
+def _buyer_order(organisation: Organisation, order_id: UUID) -> Order:
+    """The order if the organisation bought it; providers and strangers get a 404."""
+    try:
+        return order_get_as_buyer(organisation=organisation, order_id=order_id)
+    except NotFound as error:
+        raise Http404(error.message) from error
+
+
 def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
-    """What changes while an order is fulfilled: its status, its jobs and, for the buyer, the result."""
-    links = list(order.order_jobs.select_related("job").order_by("created_at"))
+    """What changes while an order is fulfilled: its status, its jobs by run and, for the buyer, the result."""
+    links = list(order.order_jobs.select_related("job", "grant__provider", "grant__contribution__dataset")
+                 .order_by("run", "created_at"))
     jobs = [link.job for link in links]
+    runs: list[dict[str, Any]] = []
+    for link in links:
+        if not runs or runs[-1]["run"] != link.run:
+            runs.append({"run": link.run, "jobs": []})
+        runs[-1]["jobs"].append({
+            "job": link.job, "provider": link.grant.provider, "dataset": link.grant.contribution.dataset,
+        })
     is_buyer = order.buyer_id == organisation.id
     result_ids: list[str] | None = None
     if is_buyer and order.status == Order.Status.FULFILLED:
@@ -49,19 +70,95 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
     return {
         "order": order,
         "jobs": jobs,
+        "runs": runs,
         "is_buyer": is_buyer,
-        "is_provider": order.product.provider_id == organisation.id,
+        "is_provider": _is_provider(organisation, order),
+        "can_cancel": is_buyer and order.status in CANCELLABLE_STATUSES and not links,
         "result_ids": result_ids[:RESULT_IDS_SHOWN] if result_ids is not None else None,
         "result_count": len(result_ids) if result_ids is not None else None,
         "live": order.status in LIVE_ORDER_STATUSES or any(not job.is_finished for job in jobs),
     }
 
 
+def _is_provider(organisation: Organisation, order: Order) -> bool:
+    return order.product.provider_id == organisation.id or any(
+        grant.provider_id == organisation.id for grant in order.grants.all())
+
+
+def _grants(organisation: Organisation, order: Order) -> tuple[list[dict[str, Any]], str]:
+    """Each grant with its usage read from the chain (one call per grant); an unreachable chain is said."""
+    try:
+        usage = {row["grant_id"]: row for row in order_grants_usage(order=order)}
+        chain_error = ""
+    except ChainError:
+        usage, chain_error = {}, "The chain cannot be reached right now; usage will show when it is back."
+    rows = []
+    for grant in order.grants.select_related("provider", "contribution__dataset"):
+        on_chain = usage.get(grant.grant_id)
+        rows.append({
+            "grant": grant,
+            "dataset": grant.contribution.dataset,
+            "usage": on_chain if on_chain and on_chain["on_chain"] else None,
+            "revoked": grant.revoked or bool(on_chain and on_chain["revoked"]),
+            "mine": grant.provider_id == organisation.id,
+        })
+    return rows, chain_error
+
+
+def _shares(organisation: Organisation, order: Order) -> list[dict[str, Any]]:
+    """The revenue split recorded with the order: each provider's share, the platform fee and its payout."""
+    fee_bps = int(order.terms.get("platform_fee_bps", 0))
+    grants = {str(g.contribution.dataset_id): g for g in order.grants.select_related("provider", "contribution")}
+    first_run = {link.grant_id: link.job.status for link in order.order_jobs.filter(run=1).select_related("job")}
+    rows = []
+    for share in order.shares:
+        amount = int(share.get("share") or 0)
+        fee = amount * fee_bps // 10_000
+        grant = grants.get(str(share.get("dataset")))
+        if order.status == Order.Status.FULFILLED and grant is not None:
+            paid = first_run.get(grant.id) == Job.Status.SUCCEEDED
+            payout = "paid" if paid else "refunded to the buyer"
+        elif order.status in {Order.Status.REFUNDED, Order.Status.CANCELLED, Order.Status.FAILED}:
+            payout = "refunded to the buyer"
+        else:
+            payout = "in escrow"
+        rows.append({
+            "provider": grant.provider.name if grant else share.get("provider"),
+            "mine": grant is not None and grant.provider_id == organisation.id,
+            "coverage": share.get("coverage"),
+            "share": amount,
+            "fraction": amount / order.price if order.price else None,
+            "fee": fee,
+            "net": amount - fee,
+            "payout": payout,
+        })
+    return rows
+
+
+def _order_page(
+    request: HttpRequest, organisation: Organisation, order: Order, *, status: int = 200
+) -> HttpResponse:
+    grants, chain_error = _grants(organisation, order)
+    context = _live_context(organisation, order) | {
+        "grants": grants,
+        "chain_error": chain_error,
+        "shares": _shares(organisation, order),
+        "providers": sorted({row["grant"].provider.name for row in grants}),
+    }
+    return render(request, "frontend/order_detail.html", context, status=status)
+
+
+def _refused(request: HttpRequest, organisation: Organisation, order: Order, error: ApplicationError) -> HttpResponse:
+    """The order page again, with the service's refusal on top and its 4xx status."""
+    messages.error(request, error.message)
+    refreshed = _order(organisation, order.id)
+    return _order_page(request, organisation, refreshed, status=rejected_status(error))
+
+
 @login_required
 def order_detail(request: HttpRequest, order_id: UUID) -> HttpResponse:
     organisation = member_organisation(request)
-    order = _order(organisation, order_id)
-    return render(request, "frontend/order_detail.html", _live_context(organisation, order))
+    return _order_page(request, organisation, _order(organisation, order_id))
 
 
 @login_required
@@ -92,28 +189,40 @@ def order_result_csv(request: HttpRequest, order_id: UUID) -> HttpResponse:
 @require_POST
 def order_run_again(request: HttpRequest, order_id: UUID) -> HttpResponse:
     organisation = member_organisation(request)
+    order = _buyer_order(organisation, order_id)
     try:
-        order = order_get_as_buyer(organisation=organisation, order_id=order_id)
-    except NotFound as error:
-        raise Http404(error.message) from error
-    try:
-        order_job_start(order=order, organisation=organisation, actor=actor_of(request))
+        jobs = order_job_start(order=order, organisation=organisation, actor=actor_of(request))
     except ApplicationError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, "A new job was started under the grant.")
+        return _refused(request, organisation, order, error)
+    messages.success(request, f"A new run started: {len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+                              "each using one more unit of its grant.")
+    return redirect("order-detail", order_id=order.id)
+
+
+@login_required
+@require_POST
+def order_cancel_view(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    """The buyer cancels before any job started: the escrow is refunded and the grants are revoked."""
+    organisation = member_organisation(request)
+    order = _buyer_order(organisation, order_id)
+    try:
+        order = order_cancel(order=order, organisation=organisation, actor=actor_of(request))
+    except ApplicationError as error:
+        return _refused(request, organisation, order, error)
+    messages.success(request, f"Order cancelled: {cents(order.price)} went back to your balance; "
+                              "its grants are being revoked on chain.")
     return redirect("order-detail", order_id=order.id)
 
 
 @login_required
 @require_POST
 def order_revoke(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    """A provider revokes its own grant(s) on the order on chain; the next job under them fails."""
     organisation = member_organisation(request)
     order = _order(organisation, order_id)
     try:
         order_grant_revoke(order=order, organisation=organisation, actor=actor_of(request))
     except ApplicationError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, "The grant was revoked on chain; no further job can run under it.")
+        return _refused(request, organisation, order, error)
+    messages.success(request, "The grant was revoked on chain; no further job can run under it.")
     return redirect("order-detail", order_id=order.id)

@@ -1,7 +1,9 @@
-"""A quote: its status block polls itself while coverage is measured; then the price and a Buy form."""
+"""A quote: its status block polls itself while each contributing dataset's coverage is measured; then
+the price, its breakdown, each provider's share and a Buy form."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -24,9 +26,40 @@ def _quote(organisation: Organisation, quote_id: UUID) -> Quote:
         raise Http404(error.message) from error
 
 
+def _measurements(quote: Quote) -> list[dict[str, Any]]:
+    """Each contributing dataset's coverage job: who provides it and how far the measurement got."""
+    return [
+        {"dataset": m.contribution.dataset, "provider": m.contribution.dataset.organisation, "job": m.job}
+        for m in quote.measurements.all()
+    ]
+
+
+def _shares(quote: Quote, measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pricing's split of the price among the providers, with names instead of slugs and ids."""
+    datasets = {str(row["dataset"].id): row for row in measurements}
+    rows = []
+    for share in quote.shares:
+        known = datasets.get(str(share.get("dataset")))
+        rows.append({
+            "provider": known["provider"].name if known else share.get("provider"),
+            "dataset": known["dataset"].name if known else "",
+            "coverage": share.get("coverage"),
+            "value": share.get("value"),
+            "share": share.get("share"),
+            "fraction": (int(share.get("share") or 0) / quote.price) if quote.price else None,
+        })
+    return rows
+
+
 def _context(quote: Quote, form: BuyForm | None = None) -> dict:
-    # A fresh key per rendering: a double click posts the same key twice and buys once.
-    return {"quote": quote, "buy_form": form or BuyForm(initial={"idempotency_key": str(uuid.uuid4())})}
+    measurements = _measurements(quote)
+    return {
+        "quote": quote,
+        "measurements": measurements,
+        "shares": _shares(quote, measurements),
+        # A fresh key per rendering: a double click posts the same key twice and buys once.
+        "buy_form": form or BuyForm(initial={"idempotency_key": str(uuid.uuid4())}),
+    }
 
 
 @login_required

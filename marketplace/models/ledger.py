@@ -36,11 +36,26 @@ class LedgerAccount(models.Model):
 
 
 class LedgerTransaction(models.Model):
-    """A money movement; its entries sum to zero."""
+    """A money movement; its entries sum to zero. A movement requested through the API (an operator's
+    top-up) carries the requester and its Idempotency-Key, unique per requester."""
 
     memo = models.CharField(max_length=200)
     order = models.ForeignKey("marketplace.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    initiator = models.ForeignKey(
+        "marketplace.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The organisation that requested this movement through the API (the operator, for a top-up).",
+    )
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_digest = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["initiator", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="ledger_idempotency_key_per_initiator",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.memo

@@ -35,7 +35,7 @@ def demo_seed() -> list[tuple[str, str, str]]:
     bank = organisation_create(slug="cobank", name="Co-operative Bank", is_provider=False, is_consumer=True)
     for organisation, username in ((acme, "alice"), (beta, "bob"), (bank, "carol")):
         _, token = member_create(organisation=organisation, username=username, password=DEMO_PASSWORD, role="owner")
-        logins.append((username, DEMO_PASSWORD, token.key))
+        logins.append((username, DEMO_PASSWORD, token.secret))
     acme_ids = [f"C{n:06d}" for n in range(0, 3000)]
     beta_ids = [f"C{n:06d}" for n in range(2000, 4000)]
     bank_ids = [f"C{n:06d}" for n in range(1500, 2500)]

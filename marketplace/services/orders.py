@@ -301,7 +301,8 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str) -> Ord
 def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) -> Order:
     """A provider revokes its grant(s) for an order on chain; the next job under them fails."""
     grants = list(order.grants.filter(provider=organisation, revoked=False))
-    if order.product.provider_id != organisation.id and not grants:
+    is_provider = order.product.provider_id == organisation.id or order.grants.filter(provider=organisation).exists()
+    if not is_provider:
         raise PermissionDenied("Only a provider of the product can revoke its grants.")
     if not grants:
         raise Conflict("You have no active grant on this order.")

@@ -1,7 +1,6 @@
 """The audit REST API: callers see only entries shared with their organisations."""
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
@@ -36,7 +35,7 @@ def entries() -> dict[str, AuditEntry]:
 def client_for(username: str) -> APIClient:
     user = User.objects.create_user(username=username, password="pw-12345-long")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.force_authenticate(user=user)
     return client
 
 

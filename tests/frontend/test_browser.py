@@ -90,13 +90,14 @@ def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
     # The provider imports its table and lists a product over it.
     as_provider = sign_in(browser, base, provider.user.username)
     import_dataset(as_provider, base, "Retail customers", provider_csv(provider_ids))
-    as_provider.select_option("#product-dataset", index=1)
+    as_provider.check("input[name=datasets]")
     as_provider.fill("#product-title", "Retail customer match")
     as_provider.fill("#product-description", "Match your customer ids against 300 retail customers.")
     as_provider.check("input[name=purposes][value=risk_control]")
     as_provider.check("input[name=purposes][value=marketing]")
     as_provider.fill("#product-base_price", "25.00")
     as_provider.fill("#product-price_per_match", "0.10")
+    expect(as_provider.locator("#product-publish")).to_be_checked()  # publish now is the default
     as_provider.click("button:has-text('List product')")
     expect(as_provider.locator("h1")).to_have_text("Retail customer match")
 
@@ -154,3 +155,73 @@ def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
     expect(verification).to_have_attribute("data-status", "verified")
     expect(verification).to_contain_text(batch.root[:8])
     as_consumer.screenshot(path=str(screenshot_dir / "web-audit.png"), full_page=True)
+
+
+def test_it_builds_and_sells_a_joint_product_of_two_providers_in_the_browser(
+    browser, live_server, make_party, celery_worker_process, screenshot_dir
+):
+    lead = make_party("web-j-lead", provider=True)
+    partner = make_party("web-j-part", provider=True)
+    consumer = make_party("web-j-cons", provider=False, balance=500_000)
+    celery_worker_process([party.organisation.node.queue for party in (lead, partner, consumer)])
+    lead_ids = [f"A{n:05d}" for n in range(200)]
+    partner_ids = [f"B{n:05d}" for n in range(120)]
+    consumer_ids = lead_ids[:30] + partner_ids[:18] + [f"X{n:05d}" for n in range(12)]
+    base = live_server.url
+
+    # The lead drafts a product (publish unticked); the partner contributes its dataset from its console.
+    as_lead = sign_in(browser, base, lead.user.username)
+    import_dataset(as_lead, base, "Shop A customers", provider_csv(lead_ids))
+    as_lead.check("input[name=datasets]")
+    as_lead.fill("#product-title", "Two-shop customer match")
+    as_lead.fill("#product-description", "Customers of two retailers, matched privately against your ids.")
+    as_lead.select_option("#product-category", "retail")
+    as_lead.fill("#product-tags", "retail, customers, loyalty")
+    as_lead.check("input[name=purposes][value=marketing]")
+    as_lead.uncheck("#product-publish")
+    as_lead.click("button:has-text('List product')")
+    expect(as_lead.locator("#product-status")).to_have_text("Draft")
+
+    as_partner = sign_in(browser, base, partner.user.username)
+    import_dataset(as_partner, base, "Shop B customers", provider_csv(partner_ids))
+    draft = as_partner.locator("#open-drafts .draft", has_text="Two-shop customer match")
+    as_partner.screenshot(path=str(screenshot_dir / "webui-console-partner.png"), full_page=True)
+    draft.locator("select").select_option(label="Shop B customers (120 rows)")
+    draft.locator("button:has-text('Contribute')").click()
+    expect(as_partner.locator(".message-success")).to_contain_text("now contributes to Two-shop customer match")
+
+    as_lead.goto(f"{base}/provider/")
+    row = as_lead.locator("#my-products tr", has_text="Two-shop customer match")
+    expect(row).to_contain_text("Shop B customers")
+    row.locator("button:has-text('Publish')").click()
+    expect(as_lead.locator(".message-success")).to_contain_text("is published")
+    expect(row.locator("button:has-text('Suspend')")).to_be_visible()
+    as_lead.screenshot(path=str(screenshot_dir / "webui-console.png"), full_page=True)
+
+    # The consumer quotes and buys; each provider's coverage and share is shown before it pays.
+    as_consumer = sign_in(browser, base, consumer.user.username)
+    import_dataset(as_consumer, base, "My shoppers", consumer_csv(consumer_ids))
+    as_consumer.goto(f"{base}/products/?q=two-shop")
+    as_consumer.click("text=Two-shop customer match")
+    expect(as_consumer.locator("#contributions tbody tr")).to_have_count(2)
+    expect(as_consumer.locator("#sample-preview")).to_contain_text("synthetic preview — no real record")
+    as_consumer.screenshot(path=str(screenshot_dir / "webui-product.png"), full_page=True)
+    as_consumer.select_option("#id_dataset", index=1)
+    as_consumer.click("button:has-text('Measure coverage and quote')")
+    expect(as_consumer.locator("#quote-status")).to_have_attribute("data-status", "ready", timeout=LIVE_TIMEOUT_MS)
+    expect(as_consumer.locator("#quote-coverage")).to_have_text("48")
+    expect(as_consumer.locator("#quote-shares tbody tr")).to_have_count(2)
+    as_consumer.screenshot(path=str(screenshot_dir / "webui-quote.png"), full_page=True)
+    as_consumer.click("button:has-text('Buy for')")
+    live = as_consumer.locator("#order-live")
+    expect(live).to_have_attribute("data-status", "fulfilled", timeout=LIVE_TIMEOUT_MS)
+    shown = as_consumer.locator("#order-result .id-list li").all_inner_texts()
+    assert sorted(shown) == sorted(lead_ids[:30] + partner_ids[:18])
+    expect(live.locator(".run .job")).to_have_count(2)
+
+    # Each provider sees the split with its own share marked, and its own grant's use on chain.
+    order = Order.objects.get(buyer=consumer.organisation)
+    as_partner.goto(f"{base}/orders/{order.id}/")
+    expect(as_partner.locator("#order-shares .row-mine")).to_contain_text(partner.organisation.name)
+    expect(as_partner.locator("#order-grants .row-mine .grant-remaining")).to_have_text("4")
+    as_partner.screenshot(path=str(screenshot_dir / "webui-order.png"), full_page=True)

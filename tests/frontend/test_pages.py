@@ -267,8 +267,9 @@ def test_it_shows_a_refused_listing_as_a_form_error(make_party):
     mine = own_dataset(consumer, "Mine", consumer_csv(["A", "B", "C"]))
 
     response = signed_in(consumer).post("/provider/products/", {
-        "dataset": str(mine.id), "title": "Not allowed", "purposes": ["research"], "base_price": "1.00",
-        "price_per_match": "0.01", "quota": 1, "validity_days": 1,
+        "datasets": [str(mine.id)], "title": "Not allowed", "purposes": ["research"], "base_price": "1.00",
+        "price_per_match": "0.01", "quota": 1, "validity_days": 1, "min_cohort": 3, "category": "other",
+        "publish": "on",
     })
 
     assert response.status_code == 403
@@ -283,8 +284,9 @@ def test_it_refuses_to_list_another_organisations_dataset(make_party):
     theirs = own_dataset(other, "Theirs", consumer_csv(["A", "B", "C"]))
 
     response = signed_in(provider).post("/provider/products/", {
-        "dataset": str(theirs.id), "title": "Stolen", "purposes": ["research"], "base_price": "1.00",
-        "price_per_match": "0.01", "quota": 1, "validity_days": 1,
+        "datasets": [str(theirs.id)], "title": "Stolen", "purposes": ["research"], "base_price": "1.00",
+        "price_per_match": "0.01", "quota": 1, "validity_days": 1, "min_cohort": 3, "category": "other",
+        "publish": "on",
     })
 
     assert response.status_code == 400
@@ -312,13 +314,15 @@ def test_it_walks_the_purchase_path_through_the_pages(make_party):
 
     provider_dataset = import_through_page(as_provider, "Provider customers", provider_csv(provider_ids))
     listed = as_provider.post("/provider/products/", {
-        "dataset": str(provider_dataset.id), "title": "Customer match", "description": "Match your customers",
+        "datasets": [str(provider_dataset.id)], "title": "Customer match", "description": "Match your customers",
         "purposes": ["risk_control", "research"], "base_price": "10.00", "price_per_match": "0.05",
-        "quota": 3, "validity_days": 30,
+        "quota": 3, "validity_days": 30, "min_cohort": 3, "category": "retail", "tags": "Retail, customers",
+        "publish": "on",
     })
     assert listed.status_code == 302, listed.content.decode()[:2000]
     product = product_catalog().get(title="Customer match")
     assert product.base_price == 1000 and product.price_per_match == 5
+    assert product.category == "retail" and product.tags == ["customers", "retail"]
     consumer_dataset = import_through_page(as_consumer, "My applicants", consumer_csv(consumer_ids))
 
     asked = as_consumer.post(f"/products/{product.id}/quote/", {
@@ -383,11 +387,15 @@ def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
 
     revoked = as_provider.post(f"/orders/{order.id}/revoke/", follow=True)
     assert "The grant was revoked on chain" in revoked.content.decode()
-    rerun = as_consumer.post(f"/orders/{order.id}/jobs/", follow=True)
+    assert "Revoke grant" not in revoked.content.decode()  # nothing left to revoke
+    assert as_provider.post(f"/orders/{order.id}/revoke/").status_code == 409
+    rerun = as_consumer.post(f"/orders/{order.id}/jobs/")
 
-    page = rerun.content.decode()
-    assert rerun.redirect_chain[-1][0] == bought["Location"]
-    assert "no active grant" in page
+    assert rerun.status_code == 400
+    assert "no active grant" in rerun.content.decode()
+    assert order.order_jobs.count() == 1
+    page = as_consumer.get(bought["Location"]).content.decode()
+    assert "Revoked" in page
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,19 +1,32 @@
-// Quality bars for a product page: reads the metrics from the json_script block, draws with Chart.js.
+// Quality bars for a product page: one bar group per contributing dataset (completeness, uniqueness),
+// read from the json_script block and drawn with Chart.js.
 (function () {
   "use strict";
+  var COLOURS = { completeness: "#2f6fde", uniqueness: "#17a398" };
+
+  function percentOf(value) {
+    return value === null || value === undefined ? 0 : Math.round(value * 1000) / 10;
+  }
+
   function drawQuality(canvas) {
     var source = document.getElementById("quality-data");
     if (!source || typeof Chart === "undefined") return;
-    var quality = JSON.parse(source.textContent);
-    var labels = ["Completeness", "Uniqueness"];
-    var values = [quality.completeness, quality.uniqueness].map(function (v) {
-      return v === null || v === undefined ? 0 : Math.round(v * 1000) / 10;
-    });
+    var rows = JSON.parse(source.textContent);
+    if (!Array.isArray(rows)) rows = [Object.assign({ label: "This dataset" }, rows)];
+    var metrics = [["completeness", "Completeness"], ["uniqueness", "Uniqueness"]];
     new Chart(canvas, {
       type: "bar",
       data: {
-        labels: labels,
-        datasets: [{ data: values, backgroundColor: ["#2f6fde", "#17a398"], borderRadius: 4, barThickness: 22 }],
+        labels: rows.map(function (row) { return row.label; }),
+        datasets: metrics.map(function (metric) {
+          return {
+            label: metric[1],
+            data: rows.map(function (row) { return percentOf(row[metric[0]]); }),
+            backgroundColor: COLOURS[metric[0]],
+            borderRadius: 4,
+            maxBarThickness: 18,
+          };
+        }),
       },
       options: {
         indexAxis: "y",
@@ -21,8 +34,8 @@
         maintainAspectRatio: false,
         animation: false,
         plugins: {
-          legend: { display: false },
-          tooltip: { callbacks: { label: function (ctx) { return ctx.parsed.x + " %"; } } },
+          legend: { display: true, position: "bottom", labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + ctx.parsed.x + " %"; } } },
         },
         scales: {
           x: { min: 0, max: 100, ticks: { callback: function (v) { return v + " %"; } } },

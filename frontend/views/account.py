@@ -1,0 +1,148 @@
+"""Accounts in the web UI: registering an organisation with its first member (its owner), and the
+API tokens page, where a member creates tokens (the secret is shown once), lists and revokes them;
+an owner also sees and revokes the tokens of the organisation's other members."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from frontend.views.membership import actor_of, rejected_status
+from marketplace.exceptions import ApplicationError, NotFound
+from marketplace.models import Member
+from marketplace.services.organisations import ORGANISATION_KINDS, RegistrationRefused, organisation_register
+from marketplace.services.tokens import (
+    TOKEN_DEFAULT_DAYS,
+    TOKEN_MAX_DAYS,
+    IssuedToken,
+    api_token_create,
+    api_token_get_manageable,
+    api_token_list,
+    api_token_list_of_organisation,
+    api_token_revoke,
+)
+
+KIND_LABELS = {
+    "provider": "Provider: we list data products",
+    "consumer": "Consumer: we buy the use of data",
+    "both": "Both",
+}
+
+
+class RegistrationForm(forms.Form):
+    name = forms.CharField(label="Organisation name", max_length=200)
+    slug = forms.SlugField(
+        max_length=50, help_text="Short id in lowercase letters, digits and hyphens, e.g. acme-data."
+    )
+    kind = forms.ChoiceField(
+        label="Organisation kind", choices=[(kind, KIND_LABELS[kind]) for kind in ORGANISATION_KINDS],
+        widget=forms.RadioSelect, initial="consumer",
+    )
+    username = forms.CharField(label="Your username", max_length=150)
+    password = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False,
+                               help_text="At least 8 characters, not a common password.")
+    password_again = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password") and data.get("password_again") and data["password"] != data["password_again"]:
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. nightly listing script.")
+    expires_in_days = forms.IntegerField(
+        label="Valid for (days)", min_value=1, max_value=TOKEN_MAX_DAYS, initial=TOKEN_DEFAULT_DAYS
+    )
+
+
+def register(request: HttpRequest) -> HttpResponse:
+    """Create an organisation (provider, consumer or both) with its node and its first member as owner."""
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = RegistrationForm(request.POST or None)
+    if request.method != "POST":
+        return render(request, "frontend/account_register.html", {"form": form})
+    if not form.is_valid():
+        return render(request, "frontend/account_register.html", {"form": form}, status=400)
+    values = form.cleaned_data
+    try:
+        organisation, user, issued = organisation_register(
+            slug=values["slug"], name=values["name"], kind=values["kind"],
+            username=values["username"], password=values["password"],
+        )
+    except RegistrationRefused as error:
+        for field, problem in error.extra["fields"].items():
+            form.add_error(field if field in form.fields else None, problem)
+        return render(request, "frontend/account_register.html", {"form": form}, status=400)
+    login(request, user)
+    context = {"organisation": organisation, "issued": issued}
+    return render(request, "frontend/account_registered.html", context, status=201)
+
+
+def _member(request: HttpRequest) -> Member:
+    # Auditors have tokens too (to read the audit API); only a user outside any organisation has none.
+    member = getattr(request.user, "member", None)
+    if member is None:
+        raise PermissionDenied("Your account does not belong to an organisation.")
+    return member
+
+
+def _tokens_page(
+    request: HttpRequest, member: Member, *, form: TokenCreateForm | None = None,
+    issued: IssuedToken | None = None, status: int = 200,
+) -> HttpResponse:
+    others = []
+    if member.role == Member.Role.OWNER:
+        others = list(api_token_list_of_organisation(member=member).exclude(member=member)[:500])
+    context = {
+        "member": member,
+        "tokens": list(api_token_list(member=member)[:500]),
+        "others": others,
+        "form": form or TokenCreateForm(),
+        "issued": issued,
+    }
+    return render(request, "frontend/account_tokens.html", context, status=status)
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    """The member's API tokens; a POST creates one and shows its secret on this answer only."""
+    member = _member(request)
+    if request.method != "POST":
+        return _tokens_page(request, member)
+    form = TokenCreateForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, member, form=form, status=400)
+    try:
+        issued = api_token_create(member=member, name=form.cleaned_data["name"],
+                                  expires_in_days=form.cleaned_data["expires_in_days"], actor=actor_of(request))
+    except ApplicationError as error:
+        form.add_error(error.extra.get("field") if error.extra.get("field") in form.fields else None, error.message)
+        return _tokens_page(request, member, form=form, status=rejected_status(error))
+    return _tokens_page(request, member, issued=issued, status=201)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    member = _member(request)
+    try:
+        token = api_token_get_manageable(member=member, token_id=token_id)
+    except NotFound as error:
+        raise Http404(error.message) from error
+    try:
+        api_token_revoke(token=token, actor=actor_of(request))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+    return redirect("account-tokens")

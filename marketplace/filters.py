@@ -1,0 +1,81 @@
+"""The catalog's search and filter parameters, checked in one place for the API and the web UI."""
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from marketplace.models import Product
+
+# Each ordering ends on the primary key, so offset pages never repeat or skip a product on ties.
+PRODUCT_ORDERINGS: dict[str, tuple[str, ...]] = {
+    "newest": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "price": ("base_price", "-created_at", "id"),
+    "-price": ("-base_price", "-created_at", "id"),
+    "title": ("title", "id"),
+}
+SEARCH_MAX_CHARS = 200
+PRICE_MAX_CENTS = 2**31 - 1  # the largest value the price column holds
+
+
+def _one_of(values: list[str]) -> str:
+    return ", ".join(values)
+
+
+def _choice(choices: list[tuple[str, str]], name: str) -> serializers.ChoiceField:
+    allowed = _one_of([value for value, _ in choices])
+    return serializers.ChoiceField(
+        choices, required=False, help_text=f"One of: {allowed}.",
+        error_messages={"invalid_choice": f'"{{input}}" is not a known {name}; use one of: {allowed}.'},
+    )
+
+
+def _price(edge: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False, min_value=0, max_value=PRICE_MAX_CENTS,
+        help_text=f"{edge} base price, in cents (inclusive).",
+        error_messages={"invalid": "A price is a whole number of cents."},
+    )
+
+
+class ProductSearchInput(serializers.Serializer):
+    """Query parameters of the catalog. Given a QueryDict (request.GET), an empty value is no filter, as
+    DRF reads HTML form input: `?category=&price_min=` is the unfiltered catalog."""
+
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=SEARCH_MAX_CHARS,
+        help_text="Words to find in the title, description, tags or provider name (case-insensitive).",
+    )
+    category = _choice(Product.Category.choices, "category")
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=40,
+                                help_text="Products carrying this tag (tags are lower case).")
+    compute_type = _choice(Product.ComputeType.choices, "compute type")
+    provider = serializers.SlugField(required=False, allow_blank=True, max_length=50,
+                                     help_text="The lead provider's organisation slug.")
+    price_min = _price("Lowest")
+    price_max = _price("Highest")
+    ordering = serializers.ChoiceField(
+        [(name, name) for name in PRODUCT_ORDERINGS], required=False, default="newest",
+        help_text=f"Sort order: {_one_of(list(PRODUCT_ORDERINGS))} (default newest).",
+        error_messages={"invalid_choice": f'"{{input}}" is not a known ordering; use one of: '
+                                          f"{_one_of(list(PRODUCT_ORDERINGS))}."},
+    )
+
+    def validate_tag(self, value: str) -> str:
+        return value.strip().lower()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        low, high = attrs.get("price_min"), attrs.get("price_max")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"price_min": "The lowest price is above the highest."})
+        return attrs
+
+
+def product_search_messages(errors: dict[str, Any]) -> list[str]:
+    """Serializer errors as one readable line per field, for the web UI."""
+    messages = []
+    for field, problems in errors.items():
+        first = problems[0] if isinstance(problems, list) and problems else problems
+        messages.append(f"{field.replace('_', ' ')}: {first}")
+    return messages
