@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "audit",
     "compute",
     "pricing",
@@ -139,6 +140,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Buy the use of data, never a copy: quotes, purchases, compute jobs and audit.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The browsable API page is served from the project's own static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ProductStatusEnum": "marketplace.models.catalog.Product.Status",
         "PurposeEnum": "marketplace.models.catalog.Product.Purpose",
@@ -200,6 +205,8 @@ NODES_DIR = Path(env("NODES_DIR", str(VAR_DIR / "nodes")))
 # Release and pricing defaults
 RELEASE_MIN_COHORT = int(env("RELEASE_MIN_COHORT", "3"))
 PLATFORM_FEE_BPS = int(env("PLATFORM_FEE_BPS", "500"))
+# Catalog pages are the same for every caller: cache each for a few seconds (0 turns it off).
+CATALOG_CACHE_SECONDS = int(env("CATALOG_CACHE_SECONDS", "5"))
 QUOTE_VALIDITY_SECONDS = int(env("QUOTE_VALIDITY_SECONDS", "900"))
 
 LOGGING = {

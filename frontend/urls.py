@@ -29,6 +29,8 @@ urlpatterns = [
     path("provider/products/<uuid:product_id>/status/", datasets.product_status, name="product-status"),
     path("provider/products/<uuid:product_id>/contribute/", datasets.product_contribution_create,
          name="product-contribute"),
+    path("provider/products/<uuid:product_id>/contributions/<int:contribution_id>/decide/",
+         datasets.product_contribution_decide_view, name="product-contribution-decide"),
     path("audit/", audit.audit_index, name="audit"),
     path("audit/entries/<int:entry_id>/verify/", audit.audit_verify, name="audit-verify"),
 ]

@@ -15,11 +15,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
+from marketplace.catalog_cache import catalog_page_get, catalog_page_set
 from marketplace.filters import ProductSearchInput
 from marketplace.models import Dataset, Order, Product, Quote
 from marketplace.pagination import CappedLimitOffsetPagination, paginated_response, paginated_serializer
 from marketplace.permissions import IsConsumerMember, IsMarketplaceMember, IsProviderMember
-from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+from marketplace.services.catalog import (
+    dataset_import,
+    product_contribute,
+    product_contribution_decide,
+    product_create,
+    product_transition,
+)
 from marketplace.services.orders import (
     order_cancel,
     order_grant_revoke,
@@ -62,6 +69,8 @@ class JobOutput(serializers.Serializer):
 
 
 class ContributionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    accepted = serializers.BooleanField()
     dataset = serializers.UUIDField(source="dataset.id")
     provider = serializers.CharField(source="dataset.organisation.slug")
     row_count = serializers.IntegerField(source="dataset.table.row_count")
@@ -200,8 +209,13 @@ class ProductListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return paginated_response(queryset=selectors.product_search(**filters.validated_data),
-                                  serializer_class=ProductOutput, request=request, view=self)
+        cached = catalog_page_get(request)
+        if cached is not None:
+            return Response(cached)
+        response = paginated_response(queryset=selectors.product_search(**filters.validated_data),
+                                      serializer_class=ProductOutput, request=request, view=self)
+        catalog_page_set(request, response.data)
+        return response
 
 
 class ProductCreateApi(APIView):
@@ -280,6 +294,25 @@ class ProductContributeApi(APIView):
                            dataset_id=str(data.validated_data["dataset"]), actor=_actor(request))
         return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data,
                         status=status.HTTP_201_CREATED)
+
+
+class ProductContributionDecideApi(APIView):
+    """The lead provider accepts or rejects a partner's proposed dataset for its draft product."""
+
+    permission_classes = [IsProviderMember]
+
+    class InputSerializer(serializers.Serializer):
+        accept = serializers.BooleanField()
+
+    @extend_schema(request=InputSerializer, responses=ProductOutput)
+    def post(self, request: Request, product_id: str, contribution_id: int) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = selectors.product_led_by(organisation=organisation, product_id=product_id)
+        product_contribution_decide(product=product, organisation=organisation, contribution_id=contribution_id,
+                                    accept=data.validated_data["accept"], actor=_actor(request))
+        return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data)
 
 
 class ProductDetailApi(APIView):

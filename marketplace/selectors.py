@@ -140,6 +140,14 @@ def product_get(*, product_id: Any, organisation: Organisation | None = None) ->
     return product
 
 
+def product_led_by(*, organisation: Organisation, product_id: Any) -> Product:
+    """A product the organisation leads, whatever its status."""
+    product = Product.objects.filter(id=product_id, provider=organisation).first()
+    if product is None:
+        raise NotFound("Product not found among the products you lead.")
+    return product
+
+
 def product_open_for_contribution(*, product_id: Any) -> Product:
     """A draft product that providers may contribute their datasets to."""
     product = Product.objects.filter(id=product_id, status=Product.Status.DRAFT).first()

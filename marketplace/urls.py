@@ -14,6 +14,8 @@ urlpatterns = [
     path("products/<uuid:product_id>/status/", apis.ProductStatusApi.as_view(), name="api-product-status"),
     path("products/<uuid:product_id>/contributions/", apis.ProductContributeApi.as_view(),
          name="api-product-contribute"),
+    path("products/<uuid:product_id>/contributions/<int:contribution_id>/decide/",
+         apis.ProductContributionDecideApi.as_view(), name="api-product-contribution-decide"),
     path("quotes/", apis.QuoteCreateApi.as_view(), name="api-quote-create"),
     path("quotes/<uuid:quote_id>/", apis.QuoteDetailApi.as_view(), name="api-quote-detail"),
     path("orders/", apis.OrderListApi.as_view(), name="api-order-list"),

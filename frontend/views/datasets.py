@@ -27,10 +27,17 @@ from marketplace.selectors import (
     dataset_list,
     product_drafts_open,
     product_get,
+    product_led_by,
     product_open_for_contribution,
     product_visible,
 )
-from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+from marketplace.services.catalog import (
+    dataset_import,
+    product_contribute,
+    product_contribution_decide,
+    product_create,
+    product_transition,
+)
 
 TRANSITION_DONE = {
     Product.Status.PUBLISHED: "is published: it is on sale and registered on chain under your account",
@@ -184,7 +191,23 @@ def product_contribution_create(request: HttpRequest, product_id: UUID) -> HttpR
     except ApplicationError as error:
         return _refused(request, organisation, error)
     messages.success(
-        request, f"{contribution.dataset.name} now contributes to {product.title}; "
+        request, f"{contribution.dataset.name} is proposed for {product.title}; once its lead provider accepts, "
                  f"you will share its revenue by your contribution."
     )
     return redirect("product-detail", product_id=product.id)
+
+
+@login_required
+@require_POST
+def product_contribution_decide_view(request: HttpRequest, product_id: UUID, contribution_id: int) -> HttpResponse:
+    """The lead provider accepts or rejects a partner's proposed dataset."""
+    organisation = member_organisation(request)
+    accept = request.POST.get("accept") == "1"
+    try:
+        product = product_led_by(organisation=organisation, product_id=product_id)
+        product_contribution_decide(product=product, organisation=organisation, contribution_id=contribution_id,
+                                    accept=accept, actor=actor_of(request))
+    except ApplicationError as error:
+        return _refused(request, organisation, error)
+    messages.success(request, "Contribution accepted." if accept else "Contribution rejected and removed.")
+    return redirect("console")

@@ -88,6 +88,9 @@ class ProductDataset(models.Model):
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="contributions")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="contributions")
+    accepted = models.BooleanField(
+        default=False, help_text="A partner's contribution counts only once the lead provider accepts it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -126,7 +126,7 @@ def product_create(
     product.full_clean()
     product.save()
     for dataset in datasets:
-        ProductDataset.objects.create(product=product, dataset=dataset)
+        ProductDataset.objects.create(product=product, dataset=dataset, accepted=True)
     audit_record(
         actor=actor, action="product.drafted", subject=f"product:{product.id}",
         payload={"datasets": sorted(str(d.id) for d in datasets)}, parties=[provider.slug],
@@ -138,7 +138,8 @@ def product_create(
 
 @transaction.atomic
 def product_contribute(*, product: Product, organisation: Organisation, dataset_id: str, actor: str) -> ProductDataset:
-    """A partner provider adds one of its own datasets to a draft product (a joint product)."""
+    """A partner provider proposes one of its own datasets for a draft product (a joint product); it
+    counts, and shares revenue, only once the lead provider accepts it."""
     product = Product.objects.select_for_update().get(id=product.id)
     if not organisation.is_provider:
         raise PermissionDenied("Only providers can contribute datasets.")
@@ -149,13 +150,42 @@ def product_contribute(*, product: Product, organisation: Organisation, dataset_
         raise NotFound("Dataset not found among your datasets.", {"field": "dataset"})
     if ProductDataset.objects.filter(product=product, dataset=dataset).exists():
         raise Conflict("This dataset already contributes to the product.")
-    contribution = ProductDataset.objects.create(product=product, dataset=dataset)
+    contribution = ProductDataset.objects.create(product=product, dataset=dataset, accepted=False)
     audit_record(
         actor=actor, action="product.contributed", subject=f"product:{product.id}",
         payload={"dataset": str(dataset.id), "provider": organisation.slug},
         parties=sorted({product.provider.slug, organisation.slug}),
     )
     return contribution
+
+
+@transaction.atomic
+def product_contribution_decide(
+    *, product: Product, organisation: Organisation, contribution_id: int, accept: bool, actor: str
+) -> ProductDataset | None:
+    """The lead provider accepts a proposed contribution to its draft, or rejects (removes) it."""
+    product = Product.objects.select_for_update().get(id=product.id)
+    if product.provider_id != organisation.id:
+        raise PermissionDenied("Only the product's lead provider decides on contributions.")
+    if product.status != Product.Status.DRAFT:
+        raise Conflict("Contributions are decided while the product is a draft.")
+    contribution = product.contributions.select_related("dataset__organisation").filter(id=contribution_id).first()
+    if contribution is None:
+        raise NotFound("Contribution not found.", {"field": "contribution"})
+    partner = contribution.dataset.organisation.slug
+    if accept:
+        contribution.accepted = True
+        contribution.save(update_fields=["accepted"])
+    else:
+        if contribution.dataset.organisation_id == organisation.id:
+            raise Conflict("Your own datasets are part of the product; draft a new product to change them.")
+        contribution.delete()
+    audit_record(
+        actor=actor, action="product.contribution_accepted" if accept else "product.contribution_rejected",
+        subject=f"product:{product.id}", payload={"dataset": str(contribution.dataset_id), "provider": partner},
+        parties=sorted({organisation.slug, partner}),
+    )
+    return contribution if accept else None
 
 
 def product_fingerprint(product: Product) -> str:
@@ -173,6 +203,8 @@ def product_transition(*, product: Product, organisation: Organisation, status: 
         raise PermissionDenied("Only the product's lead provider can change its status.")
     if status not in TRANSITIONS.get(Product.Status(product.status), set()):
         raise Conflict(f"A {product.status} product cannot become {status}.")
+    if status == Product.Status.PUBLISHED and product.contributions.filter(accepted=False).exists():
+        raise Conflict("Accept or reject the pending contributions before publishing.")
     if status == Product.Status.PUBLISHED and not product.chain_asset_id:
         product.chain_asset_id = "0x" + asset_id(f"product:{product.id}").hex()
         outbox_enqueue(

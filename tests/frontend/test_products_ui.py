@@ -61,7 +61,7 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
 
     contributed = as_partner.post(f"/provider/products/{product.id}/contribute/", {"dataset": str(b_data.id)},
                                   follow=True)
-    assert "now contributes to Two shops" in contributed.content.decode()
+    assert "is proposed for Two shops" in contributed.content.decode()
     assert product.contributions.count() == 2
     again = as_partner.post(f"/provider/products/{product.id}/contribute/", {"dataset": str(b_data.id)})
     assert again.status_code == 409 and "already contributes" in again.content.decode()
@@ -69,6 +69,17 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
     partner_console = as_partner.get("/provider/").content.decode()
     assert "Partner of Ui-Joint-A" in partner_console and "Two shops" in partner_console
 
+    # The partner's dataset counts only once the lead accepts it: publishing waits for the decision.
+    blocked = as_lead.post(f"/provider/products/{product.id}/status/", {"status": "published"})
+    assert blocked.status_code == 409 and "pending contributions" in blocked.content.decode()
+    proposed = product.contributions.get(accepted=False)
+    lead_console = as_lead.get("/provider/").content.decode()
+    assert f'action="/provider/products/{product.id}/contributions/{proposed.id}/decide/"' in lead_console
+    assert as_partner.post(f"/provider/products/{product.id}/contributions/{proposed.id}/decide/",
+                           {"accept": "1"}).status_code in {403, 404}  # only the lead decides
+    decided = as_lead.post(f"/provider/products/{product.id}/contributions/{proposed.id}/decide/", {"accept": "1"},
+                           follow=True)
+    assert "Contribution accepted" in decided.content.decode()
     published = as_lead.post(f"/provider/products/{product.id}/status/", {"status": "published"}, follow=True)
     assert "is published" in published.content.decode()
     product.refresh_from_db()

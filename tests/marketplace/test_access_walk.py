@@ -59,6 +59,7 @@ PARAM_OBJECTS: dict[str, Callable[[World], list[tuple[str, Any]]]] = {
     "product_id": lambda w: [("draft product", w.draft["id"]), ("published product", w.product["id"])],
     "quote_id": lambda w: [("bought quote", w.quote["id"]), ("open quote", w.open_quote["id"])],
     "order_id": lambda w: [("order", w.order["id"])],
+    "contribution_id": lambda w: [("draft contribution", w.draft["contributions"][0]["id"])],
     "entry_id": lambda w: [("audit entry", w.private_entry().id)],
     "token_id": _victim_token_ids,
     "member_id": _victim_member_ids,
@@ -76,6 +77,7 @@ OPEN_BY_DESIGN = {("api-product-contribute", "post", "draft product")}
 BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "api-product-status": lambda intruder: {"status": "retired"},
     "api-product-contribute": lambda intruder: {"dataset": intruder.provider_dataset["id"]},
+    "api-product-contribution-decide": lambda intruder: {"accept": False},
 }
 
 # Routes without path parameters: what a stranger could do with them.

@@ -9,7 +9,13 @@ from rest_framework.test import APIClient
 
 from marketplace.models import Dataset, Product
 from marketplace.pagination import CappedLimitOffsetPagination
-from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+from marketplace.services.catalog import (
+    dataset_import,
+    product_contribute,
+    product_contribution_decide,
+    product_create,
+    product_transition,
+)
 from tests.marketplace.api_flow import client_for
 from tests.marketplace.data import provider_csv
 
@@ -227,8 +233,10 @@ def test_it_reads_a_page_in_the_same_number_of_queries_whatever_its_size(
         for n in range(count):
             joint = listed(lead, lead_data, f"Joint {Product.objects.count()}-{n}", publish=False,
                            tags=["joint", f"t{n}"])
-            product_contribute(product=joint, organisation=partner.organisation,
-                               dataset_id=str(partner_data.id), actor="test")
+            proposed = product_contribute(product=joint, organisation=partner.organisation,
+                                          dataset_id=str(partner_data.id), actor="test")
+            product_contribution_decide(product=joint, organisation=lead.organisation, contribution_id=proposed.id,
+                                        accept=True, actor="test")
             product_transition(product=joint, organisation=lead.organisation, status="published", actor="test")
 
     add_products(5)

@@ -42,6 +42,7 @@ def _own_objects(world: World, party: Any) -> dict[str, Any]:
         "product_id": world.product["id"], "quote_id": world.open_quote["id"], "order_id": world.order["id"],
         "dataset_id": world.consumer_dataset["id"], "entry_id": world.private_entry().id,
         "token_id": token.pk if token else 1, "member_id": party.user.member.pk,
+        "contribution_id": world.draft["contributions"][0]["id"],
     }
 
 

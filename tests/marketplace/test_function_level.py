@@ -114,6 +114,15 @@ def test_it_lets_a_provider_revoke_only_its_own_grant(make_party):
     joined = client_for(partner.token).post(f"/api/products/{product['id']}/contributions/",
                                             {"dataset": partner_data["id"]}, format="json")
     assert joined.status_code == 201, joined.content
+    proposed = next(c for c in joined.json()["contributions"] if not c["accepted"])
+    assert client_for(partner.token).post(f"/api/products/{product['id']}/status/", {"status": "published"},
+                                          format="json").status_code == 403  # the partner cannot publish
+    blocked = client_for(lead.token).post(f"/api/products/{product['id']}/status/", {"status": "published"},
+                                          format="json")
+    assert blocked.status_code == 409 and "pending contributions" in blocked.json()["message"]
+    accepted = client_for(lead.token).post(f"/api/products/{product['id']}/contributions/{proposed['id']}/decide/",
+                                           {"accept": True}, format="json")
+    assert accepted.status_code == 200, accepted.content
     published = client_for(lead.token).post(f"/api/products/{product['id']}/status/", {"status": "published"},
                                             format="json")
     assert published.status_code == 200, published.content

@@ -29,7 +29,13 @@ from compute.models import Job
 from compute.services.jobs import job_fail
 from marketplace.exceptions import Conflict, InsufficientFunds
 from marketplace.models import LedgerAccount, LedgerEntry, Order, OrderGrant, OrderJob, Organisation, Quote
-from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+from marketplace.services.catalog import (
+    dataset_import,
+    product_contribute,
+    product_contribution_decide,
+    product_create,
+    product_transition,
+)
 from marketplace.services.ledger import balance_top_up, ledger_top_up
 from marketplace.services.orders import (
     order_cancel,
@@ -60,7 +66,9 @@ def _world(make_party) -> dict:
              "validity_days": 30, "actor": "test"}
     single = product_create(provider=p1.organisation, dataset_ids=[str(d1.id)], title="single", publish=True, **terms)
     joint = product_create(provider=p1.organisation, dataset_ids=[str(d1.id)], title="joint", **terms)
-    product_contribute(product=joint, organisation=p2.organisation, dataset_id=str(d2.id), actor="test")
+    proposed = product_contribute(product=joint, organisation=p2.organisation, dataset_id=str(d2.id), actor="test")
+    product_contribution_decide(product=joint, organisation=p1.organisation, contribution_id=proposed.id, accept=True,
+                                actor="test")
     product_transition(product=joint, organisation=p1.organisation, status="published", actor="test")
     consumers = []
     for slug in ("inv-c1", "inv-c2"):

@@ -46,6 +46,7 @@ def forged(other: World) -> dict[str, Any]:
 # Every route that creates or changes something, and the test below that forges fields on it.
 COVERED = {
     "api-dataset-import", "api-product-create", "api-product-status", "api-product-contribute",
+    "api-product-contribution-decide",
     "api-quote-create", "api-order-create", "api-token-create", "api-member-create", "api-ledger-top-up",
     # Actions without a body: there is nothing to forge beyond the path, walked by test_access_walk.
     "api-order-job-create", "api-order-revoke", "api-order-cancel", "api-token-revoke", "api-member-disable",
@@ -119,6 +120,23 @@ def test_it_ignores_forged_fields_on_a_contribution(worlds):
         assert {c.dataset.organisation for c in contributions} == {me.provider.organisation,
                                                                    other.provider.organisation}
         assert Product.objects.get(id=me.draft["id"]).provider == me.provider.organisation
+
+
+def test_it_ignores_forged_fields_on_a_contribution_decision(worlds):
+    me, other = worlds
+    proposed = client_for(other.provider.token).post(
+        f"/api/products/{me.draft['id']}/contributions/", {"dataset": other.provider_dataset["id"]}, format="json")
+    assert proposed.status_code == 201, proposed.content
+    contribution = ProductDataset.objects.get(product_id=me.draft["id"], accepted=False)
+    response = client_for(me.provider.token).post(
+        f"/api/products/{me.draft['id']}/contributions/{contribution.id}/decide/",
+        forged(other) | {"accept": True, "dataset": me.provider_dataset["id"], "product": me.product["id"]},
+        format="json")
+    assert response.status_code == 200, response.content
+    contribution.refresh_from_db()
+    assert contribution.accepted and contribution.dataset.organisation == other.provider.organisation
+    assert str(contribution.product_id) == me.draft["id"]
+    assert Product.objects.get(id=me.draft["id"]).status == Product.Status.DRAFT
 
 
 def test_it_ignores_forged_fields_on_quote_and_order(worlds):
