@@ -33,7 +33,7 @@ chromium: ## Install Debian's Chromium for the browser tests, if missing
 run: install contracts ## Set up and run the marketplace on its embedded default at http://127.0.0.1:8000
 	$(PY) manage.py run_embedded
 
-test: install chromium ## Set up what is missing and run the whole suite (PostgreSQL, Redis, Ganache, Chromium)
+test: install chromium lint ## Set up what is missing, lint, and run the whole suite (PostgreSQL, Redis, Ganache, Chromium)
 	rm -rf var/test
 	$(TEST_ENV) $(PY) -m contracts.compile
 	$(TEST_ENV) $(PY) -m pytest

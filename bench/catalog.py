@@ -252,7 +252,13 @@ def seed() -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from marketplace.models import Product
-    from marketplace.services.catalog import dataset_import, product_contribute, product_create, product_transition
+    from marketplace.services.catalog import (
+        dataset_import,
+        product_contribute,
+        product_contribution_decide,
+        product_create,
+        product_transition,
+    )
     from marketplace.services.organisations import member_create, organisation_create
 
     started = time.perf_counter()
@@ -283,8 +289,10 @@ def seed() -> dict[str, Any]:
             validity_days=30, publish=not joint, actor="bench")
         if joint:
             partner = providers[(n + 1) % len(providers)]
-            product_contribute(product=product, organisation=partner, dataset_id=str(datasets[partner.slug].id),
-                               actor="bench")
+            proposed = product_contribute(product=product, organisation=partner,
+                                          dataset_id=str(datasets[partner.slug].id), actor="bench")
+            product_contribution_decide(product=product, organisation=lead, contribution_id=proposed.id,
+                                        accept=True, actor="bench")
             product_transition(product=product, organisation=lead, status=Product.Status.PUBLISHED, actor="bench")
     seconds = time.perf_counter() - started
     product = Product.objects.filter(status=Product.Status.PUBLISHED).order_by("title")[0]

@@ -5,8 +5,6 @@ marketplace.exception_handler.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -419,11 +417,14 @@ class OrderJobCreateApi(APIView):
 class OrderCancelApi(APIView):
     permission_classes = [IsMarketplaceMember]
 
-    @extend_schema(request=None, responses=OrderOutput)
+    @extend_schema(request=None, responses=OrderOutput, parameters=[OpenApiParameter(
+        "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+        description="Repeating the key of a cancellation that succeeded returns it again instead of a 409.")])
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
         order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
-        order_cancel(order=order, organisation=organisation, actor=_actor(request))
+        order_cancel(order=order, organisation=organisation, actor=_actor(request),
+                     idempotency_key=request.headers.get("Idempotency-Key", ""))
         return Response(OrderOutput(selectors.order_get(organisation=organisation, order_id=order_id)).data)
 
 

@@ -86,7 +86,7 @@ class StatementApi(APIView):
     `Accept: text/csv`) downloads the whole statement, oldest first, as a CSV attachment."""
 
     permission_classes = [IsMarketplaceMember]
-    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, StatementCsvRenderer]
+    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, StatementCsvRenderer]  # type: ignore[list-item]
 
     class OutputSerializer(serializers.Serializer):
         organisation = serializers.CharField()
@@ -176,5 +176,7 @@ class TopUpCreateApi(APIView):
 
 def _top_up_view(record: LedgerTransaction) -> dict[str, Any]:
     credit = LedgerEntry.objects.select_related("account__organisation").get(transaction=record, amount__gt=0)
-    return {"id": record.id, "organisation": credit.account.organisation.slug, "amount": credit.amount,
+    organisation = credit.account.organisation
+    assert organisation is not None  # a top-up always credits an organisation's balance
+    return {"id": record.id, "organisation": organisation.slug, "amount": credit.amount,
             "memo": record.memo, "created_at": record.created_at}

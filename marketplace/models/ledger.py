@@ -40,7 +40,9 @@ class LedgerTransaction(models.Model):
     top-up) carries the requester and its Idempotency-Key, unique per requester."""
 
     memo = models.CharField(max_length=200)
-    order = models.ForeignKey("marketplace.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    order = models.ForeignKey(
+        "marketplace.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger"
+    )
     initiator = models.ForeignKey(
         "marketplace.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="The organisation that requested this movement through the API (the operator, for a top-up).",

@@ -73,6 +73,7 @@ class Order(models.Model):
     shares = models.JSONField(default=list, help_text="The revenue split used for this order.")
     grant_expires_at = models.DateTimeField()
     failure_reason = models.TextField(blank=True)
+    cancel_idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

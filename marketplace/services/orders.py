@@ -285,14 +285,24 @@ def _revoke_all(order: Order, *, exclude: OrderGrant | None = None) -> None:
 
 
 @transaction.atomic
-def order_cancel(*, order: Order, organisation: Organisation, actor: str) -> Order:
-    """The buyer cancels before fulfilment starts: full refund, grants revoked on chain."""
+def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempotency_key: str = "") -> Order:
+    """The buyer cancels before fulfilment starts: full refund, grants revoked on chain.
+
+    A retry with the Idempotency-Key of the cancellation that succeeded returns the cancelled order
+    (nothing moves twice); any other second cancellation is a 409.
+    """
+    if len(idempotency_key) > 200:
+        raise ApplicationError("An Idempotency-Key has at most 200 characters.")
     order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order.id)
     if order.buyer_id != organisation.id:
         raise PermissionDenied("Only the buyer can cancel an order.")
+    if idempotency_key and order.status == Order.Status.CANCELLED and order.cancel_idempotency_key == idempotency_key:
+        return order
     if order.status not in {Order.Status.PAID, Order.Status.GRANTED} or order.order_jobs.exists():
         raise Conflict(f"The order is {order.status}; it can be cancelled only before fulfilment starts.")
     _refund(order, amount=order.price, memo=f"Cancellation of order {order.id}")
+    order.cancel_idempotency_key = idempotency_key
+    order.save(update_fields=["cancel_idempotency_key"])
     _transition(order, Order.Status.CANCELLED, actor=actor, payload={"refunded": order.price})
     _revoke_all(order)
     return order

@@ -1,0 +1,34 @@
+"""QUALITY 7: `manage.py check --deploy` passes on production settings (DEBUG off, a real secret)."""
+import os
+import secrets
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def test_it_passes_the_deployment_checklist_with_production_settings(tmp_path):
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a deployment never would.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"} | {
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "market.example",
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_it_fails_the_checklist_with_the_embedded_defaults(tmp_path):
+    env = os.environ | {"DEBUG": "1", "VAR_DIR": str(tmp_path)}
+    env.pop("SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "DEBUG" in result.stderr + result.stdout
