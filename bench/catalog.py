@@ -234,8 +234,11 @@ def _section(*, runs: dict[str, dict], seed: dict, run_time: str) -> str:
     lines += [
         "",
         "DB queries per request are counted in-process with the Django test client on the same database "
-        "(token authentication included); the list's count stays the same whatever the page size "
-        "(asserted in tests/marketplace/test_catalog.py). *Per-request connections* is config/settings.py as "
+        "(token authentication included); uncached, the list's count stays the same whatever the page size "
+        "(asserted in tests/marketplace/test_catalog.py). With the default `CATALOG_CACHE_SECONDS=5`, catalog "
+        "pages and published products are served from the cache (the one query left is the token lookup; a "
+        "miss costs 4 queries for the list and 6 for a product), and any product change retires the cached "
+        "copies (tests/marketplace/test_catalog_cache.py). *Per-request connections* is config/settings.py as "
         "it stands (`conn_max_age=0`: each request opens a PostgreSQL connection); *persistent connections* "
         "is bench/catalog_settings.py, the same settings with `CONN_MAX_AGE=60` and health checks.",
     ]

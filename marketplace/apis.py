@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
-from marketplace.catalog_cache import catalog_page_get, catalog_page_set
+from marketplace.catalog_cache import catalog_page_get, catalog_page_set, catalog_product_get, catalog_product_set
 from marketplace.filters import ProductSearchInput
 from marketplace.models import Dataset, Order, Product, Quote
 from marketplace.pagination import CappedLimitOffsetPagination, paginated_response, paginated_serializer
@@ -318,8 +318,15 @@ class ProductDetailApi(APIView):
 
     @extend_schema(responses=ProductOutput)
     def get(self, request: Request, product_id: str) -> Response:
+        cached = catalog_product_get(product_id)
+        if cached is not None:  # only published products are cached: they look the same to every member
+            return Response(cached)
         organisation = selectors.user_organisation(request.user) if hasattr(request.user, "member") else None
-        return Response(ProductOutput(selectors.product_get(product_id=product_id, organisation=organisation)).data)
+        product = selectors.product_get(product_id=product_id, organisation=organisation)
+        data = ProductOutput(product).data
+        if product.status == Product.Status.PUBLISHED:
+            catalog_product_set(product_id, data)
+        return Response(data)
 
 
 class QuoteCreateApi(APIView):

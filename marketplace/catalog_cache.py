@@ -1,5 +1,5 @@
-"""A short-lived cache of catalog pages: the catalog is the same for every caller, so a page is built
-once per few seconds instead of once per request. Any change to a product or its contributions bumps
+"""A short-lived cache of catalog pages and published products: they are the same for every caller,
+so each is built once per few seconds instead of once per request. Any change to a product or its contributions bumps
 a version number, so a cached page never outlives the data it shows (the TTL bounds the rest)."""
 from __future__ import annotations
 
@@ -44,3 +44,19 @@ def catalog_page_get(request: Request) -> Any | None:
 def catalog_page_set(request: Request, data: Any) -> None:
     if settings.CATALOG_CACHE_SECONDS > 0:
         cache.set(catalog_page_key(request), data, timeout=settings.CATALOG_CACHE_SECONDS)
+
+
+def _product_key(product_id: Any) -> str:
+    return f"catalog:product:{catalog_version()}:{product_id}"
+
+
+def catalog_product_get(product_id: Any) -> Any | None:
+    """A published product's cached representation (None on a miss or when caching is off)."""
+    if settings.CATALOG_CACHE_SECONDS <= 0:
+        return None
+    return cache.get(_product_key(product_id))
+
+
+def catalog_product_set(product_id: Any, data: Any) -> None:
+    if settings.CATALOG_CACHE_SECONDS > 0:
+        cache.set(_product_key(product_id), data, timeout=settings.CATALOG_CACHE_SECONDS)

@@ -27,3 +27,22 @@ def test_it_serves_a_repeated_catalog_page_from_the_cache_until_a_product_change
     product_transition(product=Product.objects.get(id=listed["id"]), organisation=provider.organisation,
                        status="suspended", actor="test")
     assert client.get("/api/products/", {"q": "Cached"}).json()["results"] == []
+
+
+def test_it_caches_a_published_product_but_never_a_draft(make_party, settings, django_assert_num_queries):
+    settings.CATALOG_CACHE_SECONDS = 60
+    provider = make_party("cache-detail", provider=True)
+    client = client_for(provider.token)
+    dataset = upload(client, "d", provider_csv([f"P{n}" for n in range(10)]))["id"]
+    published = list_product(client, dataset, title="Cached detail")
+    draft = list_product(client, dataset, title="Draft detail", publish=False)
+    first = client.get(f"/api/products/{published['id']}/").json()
+    with django_assert_num_queries(1):  # the token lookup only
+        assert client.get(f"/api/products/{published['id']}/").json() == first
+    assert client.get(f"/api/products/{draft['id']}/").status_code == 200  # its provider sees the draft
+    stranger = make_party("cache-stranger", provider=False)
+    assert client_for(stranger.token).get(f"/api/products/{draft['id']}/").status_code == 404
+
+    product_transition(product=Product.objects.get(id=published["id"]), organisation=provider.organisation,
+                       status="suspended", actor="test")
+    assert client_for(stranger.token).get(f"/api/products/{published['id']}/").status_code == 404
