@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
+
+from bench.environment import bench_environment, run_threads
 
 COMMAND = ("BENCH_ONLY=audit make bench   # or: DJANGO_SETTINGS_MODULE=config.settings "
            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/dataxchange .venv/bin/python -m bench")
@@ -24,88 +21,6 @@ COMMAND = ("BENCH_ONLY=audit make bench   # or: DJANGO_SETTINGS_MODULE=config.se
 
 def _log(message: str) -> None:
     print(f"[audit] {message}", flush=True)
-
-
-class _NoMigrations:
-    """Build the throwaway database straight from the models (as pytest --nomigrations does)."""
-
-    def __contains__(self, item: str) -> bool:
-        return True
-
-    def __getitem__(self, item: str) -> None:
-        return None
-
-
-@contextmanager
-def _bench_environment() -> Iterator[str]:
-    """A fresh `<db>_bench` database and a fresh Ganache; the caller's settings are restored after."""
-    from django.conf import settings
-    from django.db import connections
-    from django.test.utils import setup_databases, teardown_databases
-
-    from audit.chain.devnode import free_port, ganache_start, ganache_stop
-    from config.celery import app as celery_app
-
-    connection = connections["default"]
-    if connection.vendor != "postgresql":
-        raise RuntimeError("the audit benchmark needs PostgreSQL: set DATABASE_URL=postgres://...")
-    saved = {name: getattr(settings, name) for name in ("MIGRATION_MODULES", "CHAIN_RPC_URL",
-                                                          "CHAIN_DEPLOYMENTS_DIR", "DEBUG")}
-    saved_eager = celery_app.conf.task_always_eager
-    scratch = Path(tempfile.mkdtemp(prefix="audit-bench-"))
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"{connection.settings_dict['NAME']}_bench"
-    settings.MIGRATION_MODULES = _NoMigrations()
-    settings.DEBUG = False  # as in production: no per-query logging cursor
-    # The bench chain's contract addresses must not overwrite the caller's deployment record.
-    settings.CHAIN_DEPLOYMENTS_DIR = scratch / "deployments"
-    # Anchor transactions are sent inline after commit, not through the caller's broker.
-    celery_app.conf.task_always_eager = True
-    port = free_port()
-    ganache = ganache_start(port=port, log_path=scratch / "ganache.log")
-    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{port}"
-    old_config = None
-    try:
-        _log(f"creating database {connection.settings_dict['TEST']['NAME']}")
-        old_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
-        yield settings.CHAIN_RPC_URL
-    finally:
-        connections.close_all()
-        if old_config is not None:
-            teardown_databases(old_config, verbosity=0)
-        ganache_stop(ganache)
-        celery_app.conf.task_always_eager = saved_eager
-        for name, value in saved.items():
-            setattr(settings, name, value)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _threads(count: int, work: Callable[[int], None]) -> float:
-    """Run `work(i)` in `count` threads that start together; the wall time."""
-    from django.db import connection
-
-    barrier = threading.Barrier(count + 1)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return elapsed
 
 
 def _recording(threads: int, per_thread: int) -> tuple[float, float]:
@@ -130,7 +45,7 @@ def _recording(threads: int, per_thread: int) -> tuple[float, float]:
                 )
 
     total = threads * per_thread
-    return total / _threads(threads, chained), total / _threads(threads, plain)
+    return total / run_threads(threads, chained), total / run_threads(threads, plain)
 
 
 def _fill(entries: int) -> None:
@@ -168,7 +83,7 @@ def run() -> str:
     per_thread = 150 if quick else 1500
     batch_entries = 5_000 if quick else 100_000
     lines: list[str] = []
-    with _bench_environment():
+    with bench_environment(label="audit"):
         from django.db import connection
 
         from audit.chain.accounts import chain_account_operator

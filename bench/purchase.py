@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.audit import _bench_environment, _threads
+from bench.environment import bench_environment, run_threads
 
 COMMAND = ("BENCH_ONLY=purchase make bench   # or: DJANGO_SETTINGS_MODULE=config.settings "
            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/dataxchange BENCH_ONLY=purchase .venv/bin/python -m bench")
@@ -131,7 +131,7 @@ def _purchases(market: dict[str, Any], threads: int, *, shared: bool) -> tuple[f
             with lock:
                 outcomes[outcome] += 1
 
-    return _threads(threads, buy), outcomes
+    return run_threads(threads, buy), outcomes
 
 
 def _ledger_baseline(market: dict[str, Any], threads: int, per_thread: int) -> float:
@@ -148,7 +148,7 @@ def _ledger_baseline(market: dict[str, Any], threads: int, per_thread: int) -> f
         for _ in range(per_thread):
             ledger_post(memo="bench baseline", entries=[(balance, -1), (escrow, 1)])
 
-    elapsed = _threads(threads, post)
+    elapsed = run_threads(threads, post)
     for balance, escrow in accounts:
         ledger_post(memo="bench baseline returned", entries=[(escrow, -per_thread), (balance, per_thread)])
     return threads * per_thread / elapsed
@@ -163,7 +163,7 @@ def _insert_baseline(threads: int, per_thread: int) -> float:
                 cursor.execute("INSERT INTO bench_plain_order (buyer, quote, price) VALUES (%s, %s, %s)",
                                [index, f"{index}-{i}", 100])
 
-    return threads * per_thread / _threads(threads, insert)
+    return threads * per_thread / run_threads(threads, insert)
 
 
 def _violations() -> dict[str, int]:
@@ -197,7 +197,7 @@ def run() -> str:
     thread_counts = (1, 4) if quick else (1, 4, 8)
     shared_quotes = 40 if quick else 200
     rows: list[tuple[str, int, int, float, float, float]] = []
-    with _bench_environment():
+    with bench_environment(label="purchase"):
         from django.db import connection
 
         from audit.models import ChainOutbox
