@@ -127,9 +127,9 @@ class ProductAdmin(NoAddNoDeleteAdmin):
     fields = ["title", "description", "category", "tags", "sample_preview", *readonly_fields]
 
 
-class OrderGrantInline(admin.TabularInline):
-    model = OrderGrant
-    fields = readonly_fields = ("grant_id", "provider", "status", "share", "revoked")
+class ReadOnlyInline(admin.TabularInline):
+    """Rows written by services, shown beside their parent and never edited here."""
+
     extra = 0
     can_delete = False
 
@@ -138,6 +138,11 @@ class OrderGrantInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class OrderGrantInline(ReadOnlyInline):
+    model = OrderGrant
+    fields = readonly_fields = ("grant_id", "provider", "status", "share", "revoked")
 
 
 @admin.register(Quote)
@@ -157,17 +162,9 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [OrderGrantInline]
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(ReadOnlyInline):
     model = LedgerEntry
     fields = readonly_fields = ("account", "amount")
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(LedgerAccount)
