@@ -21,8 +21,10 @@ contract AccessRegistry {
     DataRegistry public immutable dataRegistry;
 
     mapping(bytes32 => Grant) private _grants;
-    // A job is charged once, whatever grant it names: a retried consume cannot double-count.
-    mapping(bytes32 => bool) private _chargedJobs;
+    // grant id → job id → charged. Keyed by the pair, not the job alone: with job ids alone, the issuer
+    // of any other grant could charge a victim's job id first and make the victim's own consume look
+    // like "already charged" while its grant was never used. A retry of the same pair still reverts.
+    mapping(bytes32 => mapping(bytes32 => bool)) private _charged;
 
     event Granted(
         bytes32 indexed grantId,
@@ -45,7 +47,7 @@ contract AccessRegistry {
     error GrantRevoked(bytes32 grantId);
     error GrantExpired(bytes32 grantId, uint64 expiresAt);
     error QuotaExceeded(bytes32 grantId, uint64 requested, uint64 remaining);
-    error JobAlreadyCharged(bytes32 jobId);
+    error JobAlreadyCharged(bytes32 grantId, bytes32 jobId);
 
     constructor(address dataRegistry_) {
         dataRegistry = DataRegistry(dataRegistry_);
@@ -86,16 +88,17 @@ contract AccessRegistry {
     }
 
     /// @notice Charge `units` of the grant to `jobId` before the job runs; only the issuer's node may.
+    /// Each (grant, job) pair is charged at most once: a retry reverts JobAlreadyCharged(grantId, jobId).
     function consume(bytes32 grantId, bytes32 jobId, uint64 units) external {
         Grant storage g = _existing(grantId);
         if (g.issuer != msg.sender) revert NotGrantIssuer(grantId, msg.sender);
         if (g.revoked) revert GrantRevoked(grantId);
         if (block.timestamp >= g.expiresAt) revert GrantExpired(grantId, g.expiresAt);
-        if (_chargedJobs[jobId]) revert JobAlreadyCharged(jobId);
+        if (_charged[grantId][jobId]) revert JobAlreadyCharged(grantId, jobId);
         uint64 left = g.quota - g.used;
         if (units == 0 || units > left) revert QuotaExceeded(grantId, units, left);
         g.used += units;
-        _chargedJobs[jobId] = true;
+        _charged[grantId][jobId] = true;
         emit Consumed(grantId, jobId, units, g.used);
     }
 
@@ -111,9 +114,9 @@ contract AccessRegistry {
         return g.quota - g.used;
     }
 
-    /// @notice Whether `jobId` was already charged to some grant.
-    function isCharged(bytes32 jobId) external view returns (bool) {
-        return _chargedJobs[jobId];
+    /// @notice Whether `jobId` was already charged to `grantId` (charges to other grants do not count).
+    function isCharged(bytes32 grantId, bytes32 jobId) external view returns (bool) {
+        return _charged[grantId][jobId];
     }
 
     function _existing(bytes32 grantId) private view returns (Grant storage g) {

@@ -237,9 +237,12 @@ def already_on_chain(*, row: ChainOutbox, revert: ChainRevert) -> bool:
 
 
 def _matches(key: tuple[str, str, str], args: list[Any], me: str, view: Any) -> bool:
+    from audit.chain.registry import owned_asset_id
+
     try:
         if key == ("DataRegistry", "register", "AssetAlreadyRegistered"):
-            asset, fingerprint = args
+            local_id, fingerprint = args
+            asset = owned_asset_id(me, local_id)
             return bool(view.ownerOf(asset).call() == me and view.fingerprintOf(asset).call() == fingerprint)
         if key == ("AccessRegistry", "grant", "GrantExists"):
             grant_id, asset, grantee, purpose, quota, expires_at = args
@@ -248,7 +251,9 @@ def _matches(key: tuple[str, str, str], args: list[Any], me: str, view: Any) -> 
         if key == ("AccessRegistry", "revoke", "GrantAlreadyRevoked"):
             return bool(view.grantOf(args[0]).call()[0] == me)
         if key == ("AccessRegistry", "consume", "JobAlreadyCharged"):
-            return True  # job ids are unique: the job was charged, by this very row's earlier try
+            grant_id, job_id, _units = args
+            # Charges are keyed by (grant, job): only this row's own pair counts as already done.
+            return bool(view.isCharged(grant_id, job_id).call())
         if key == ("AuditAnchor", "anchor", "BatchAlreadyAnchored"):
             batch_id, root, count = args
             on_chain_root, on_chain_count, _ = view.rootOf(batch_id).call()

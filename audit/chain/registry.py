@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from web3 import Web3
 
 from audit.chain.contracts import contract
@@ -16,8 +17,17 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 
 def asset_id(text: str) -> bytes:
-    """keccak256 of `text`: the 32-byte on-chain id of an asset, grant, job or purpose."""
+    """keccak256 of `text`: a 32-byte id for a grant, job or purpose, or the *local id* of an asset
+    (what its owner passes to DataRegistry.register; the asset id is `owned_asset_id` of it)."""
     return bytes(Web3.keccak(text=text))
+
+
+def owned_asset_id(owner: str, local_id: bytes) -> bytes:
+    """The asset id `owner` gets by registering `local_id`: keccak256(abi.encode(owner, localId)),
+    exactly as DataRegistry computes it (so it is known before the registration is mined)."""
+    if len(local_id) != 32:
+        raise ValueError(f"expected a 32-byte local id, got {len(local_id)}")
+    return bytes(Web3.keccak(abi_encode(["address", "bytes32"], [owner, local_id])))
 
 
 def bytes32_hex(value: bytes) -> str:
@@ -64,11 +74,18 @@ def grant_state(grant_id: bytes) -> GrantState:
     )
 
 
+def grant_is_charged(grant_id: bytes, job_id: bytes) -> bool:
+    """Whether the job was already charged to this grant (a charge to another grant does not count)."""
+    with rpc_guard():
+        return bool(contract("AccessRegistry").functions.isCharged(grant_id, job_id).call())
+
+
 def grant_consume(*, account: ChainAccount, grant_id: bytes, job_id: bytes, units: int) -> dict[str, Any]:
     """Charge `units` of the grant to the job before it runs; waits for the receipt.
 
-    Raises ChainRevert with .error GrantRevoked / GrantExpired / QuotaExceeded / JobAlreadyCharged /
-    NotGrantIssuer / UnknownGrant, or ChainUnavailable.
+    Raises ChainRevert with .error GrantRevoked / GrantExpired / QuotaExceeded / NotGrantIssuer /
+    UnknownGrant, or ChainUnavailable. JobAlreadyCharged means this very (grant, job) pair was charged
+    before (an earlier try of the caller's went through); charges to other grants never cause it.
     """
     return transaction_send(
         account=account,

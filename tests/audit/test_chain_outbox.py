@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from audit.chain import outbox as outbox_module
 from audit.chain.errors import ChainUnavailable
 from audit.chain.outbox import outbox_enqueue, outbox_process, outbox_sweep
-from audit.chain.registry import anchor_read, asset_owner, bytes32_hex, grant_state
+from audit.chain.registry import anchor_read, asset_owner, bytes32_hex, grant_state, owned_asset_id
 from audit.chain.signals import outbox_confirmed, outbox_failed
 from audit.models import ChainAccount, ChainOutbox
 from config.celery import app as celery_app
@@ -17,11 +17,12 @@ pytestmark = pytest.mark.chain
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 
 
-def enqueue_register(account, asset=None, fingerprint=None, subject="dataset:test"):
-    asset, fingerprint = asset or unique_id("asset"), fingerprint or unique_id("fingerprint")
+def enqueue_register(account, local=None, fingerprint=None, subject="dataset:test"):
+    """A registration of a fresh local id; returns (row, the owner-bound asset id, fingerprint)."""
+    local, fingerprint = local or unique_id("asset"), fingerprint or unique_id("fingerprint")
     row = outbox_enqueue(account=account, contract="DataRegistry", function="register",
-                         args=[bytes32_hex(asset), bytes32_hex(fingerprint)], subject=subject)
-    return row, asset, fingerprint
+                         args=[bytes32_hex(local), bytes32_hex(fingerprint)], subject=subject)
+    return row, owned_asset_id(account.address, local), fingerprint
 
 
 def enqueue_anchor(account, batch_id, root, count=3):
@@ -76,7 +77,8 @@ def test_it_processes_the_row_once_the_transaction_commits(provider, received):
     assert row.status == ChainOutbox.Status.CONFIRMED
     assert row.tx_hash.startswith("0x") and row.block_number and row.confirmed_at
     assert row.event == {"event": "AssetRegistered", "args": {
-        "assetId": bytes32_hex(asset), "owner": provider.address, "fingerprint": bytes32_hex(fingerprint)}}
+        "assetId": bytes32_hex(asset), "owner": provider.address, "localId": row.args[0],
+        "fingerprint": bytes32_hex(fingerprint)}}
     assert asset_owner(asset) == (provider.address, fingerprint)
     assert [(name, r.pk) for name, r in received] == [("confirmed", row.pk)]
 

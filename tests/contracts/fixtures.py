@@ -8,7 +8,7 @@ import pytest
 
 from audit.chain.accounts import chain_account_create, chain_account_operator
 from audit.chain.client import web3_client
-from audit.chain.registry import asset_id, bytes32_hex
+from audit.chain.registry import asset_id, bytes32_hex, owned_asset_id
 from audit.chain.rpc import rpc_request
 from audit.chain.transactions import transaction_send
 from audit.models import ChainAccount
@@ -36,13 +36,14 @@ def nonce_on_chain(account: ChainAccount) -> int:
     return int(web3_client().eth.get_transaction_count(account.address))
 
 
-def register(account: ChainAccount, asset: bytes, fingerprint: bytes | None = None) -> dict[str, Any]:
+def register(account: ChainAccount, local_id: bytes, fingerprint: bytes | None = None) -> dict[str, Any]:
+    """Register `local_id` from `account`; the asset it owns is owned_asset_id(account.address, local_id)."""
     fingerprint = fingerprint or unique_id("fingerprint")
     return transaction_send(
         account=account,
         contract="DataRegistry",
         function="register",
-        args=[bytes32_hex(asset), bytes32_hex(fingerprint)],
+        args=[bytes32_hex(local_id), bytes32_hex(fingerprint)],
     )
 
 
@@ -81,6 +82,7 @@ def operator(chain: str) -> ChainAccount:
 
 @pytest.fixture
 def registered_asset(provider: ChainAccount) -> bytes:
-    asset = unique_id("asset")
-    register(provider, asset)
-    return asset
+    """The asset id (not the local id) of an asset the provider registered."""
+    local_id = unique_id("asset")
+    register(provider, local_id)
+    return owned_asset_id(provider.address, local_id)

@@ -1,8 +1,25 @@
 import pytest
 
-from audit.chain.registry import asset_id, bytes32_hex, grant_consume, grant_revoke, grant_state
+from audit.chain.accounts import chain_account_create
+from audit.chain.registry import (
+    asset_id,
+    bytes32_hex,
+    grant_consume,
+    grant_is_charged,
+    grant_revoke,
+    grant_state,
+    owned_asset_id,
+)
 from audit.chain.transactions import ChainRevert, transaction_send
-from tests.contracts.fixtures import chain_now, chain_time_travel, grant, grant_args, nonce_on_chain, unique_id
+from tests.contracts.fixtures import (
+    chain_now,
+    chain_time_travel,
+    grant,
+    grant_args,
+    nonce_on_chain,
+    register,
+    unique_id,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db]
 
@@ -135,14 +152,54 @@ def test_it_refuses_consume_and_revoke_by_anyone_but_the_issuer(consumer, grant_
     assert (state.used, state.revoked) == (0, False)
 
 
-def test_it_charges_a_job_only_once(provider, grant_id):
+def test_it_charges_a_job_to_a_grant_only_once(provider, grant_id):
     job_id = unique_id("job")
+    assert not grant_is_charged(grant_id, job_id)
     grant_consume(account=provider, grant_id=grant_id, job_id=job_id, units=2)
 
     error = reverted(grant_consume, account=provider, grant_id=grant_id, job_id=job_id, units=2)
 
     assert error.error == "JobAlreadyCharged"
+    assert error.args_dict == {"grantId": bytes32_hex(grant_id), "jobId": bytes32_hex(job_id)}
+    assert grant_is_charged(grant_id, job_id)
     assert grant_state(grant_id).used == 2
+
+
+def test_it_still_charges_the_victims_grant_after_another_issuer_charged_the_same_job_id(
+    provider, consumer, grant_id
+):
+    # Provider B issues a grant on its own asset, learns the victim's job id and charges it first.
+    attacker = chain_account_create(label="provider-b")
+    local_id = unique_id("asset")
+    register(attacker, local_id)
+    attackers_grant = unique_id("grant")
+    grant(attacker, grant=attackers_grant, asset=owned_asset_id(attacker.address, local_id),
+          grantee=consumer.address)
+    job_id = unique_id("job")
+    grant_consume(account=attacker, grant_id=attackers_grant, job_id=job_id, units=1)
+
+    consumed = grant_consume(account=provider, grant_id=grant_id, job_id=job_id, units=3)
+
+    assert consumed["events"] == [{"event": "Consumed", "args": {
+        "grantId": bytes32_hex(grant_id), "jobId": bytes32_hex(job_id), "units": 3, "used": 3}}]
+    assert grant_state(grant_id).used == 3
+    assert grant_is_charged(grant_id, job_id) and grant_is_charged(attackers_grant, job_id)
+    error = reverted(grant_consume, account=provider, grant_id=grant_id, job_id=job_id, units=3)
+    assert error.error == "JobAlreadyCharged"
+    assert error.args_dict == {"grantId": bytes32_hex(grant_id), "jobId": bytes32_hex(job_id)}
+    assert grant_state(grant_id).used == 3
+
+
+def test_it_reads_a_charge_to_one_grant_as_no_charge_to_another(provider, consumer, registered_asset, grant_id):
+    other_grant = unique_id("grant")
+    grant(provider, grant=other_grant, asset=registered_asset, grantee=consumer.address)
+    job_id = unique_id("job")
+
+    grant_consume(account=provider, grant_id=grant_id, job_id=job_id, units=1)
+
+    assert grant_is_charged(grant_id, job_id)
+    assert not grant_is_charged(other_grant, job_id)
+    assert not grant_is_charged(grant_id, unique_id("job"))
 
 
 def test_it_refuses_to_revoke_twice_or_an_unknown_grant(provider, grant_id):
