@@ -3,14 +3,13 @@
 from django.contrib import admin
 
 from audit.admin import ReadOnlyAdmin
-from compute.models import Job, Node, StoredTable
+from compute.models import Job, Node, NodeMessage, ResultExport, StoredTable, TableImport
 
 
 @admin.register(Node)
 class NodeAdmin(ReadOnlyAdmin):
-    list_display = ["slug", "name", "chain_account", "created_at"]
+    list_display = ["slug", "name", "status", "chain_address", "last_seen", "created_at"]
     search_fields = ["slug", "name"]
-    list_select_related = ["chain_account"]
 
 
 @admin.register(StoredTable)
@@ -27,3 +26,22 @@ class JobAdmin(ReadOnlyAdmin):
     list_filter = ["status", "protocol"]
     search_fields = ["grant_id"]
     date_hierarchy = "created_at"
+
+
+@admin.register(TableImport)
+class TableImportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "name", "node", "status", "error", "created_at"]
+    list_filter = ["status", "node"]
+
+
+@admin.register(ResultExport)
+class ResultExportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "subject", "node", "status", "created_at"]
+    list_filter = ["status"]
+    exclude = ["sealed"]
+
+
+@admin.register(NodeMessage)
+class NodeMessageAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "sender", "kind", "job"]
+    list_filter = ["kind", "sender"]

@@ -1,24 +1,33 @@
-"""Nodes (a party's compute agent), the tables in their vaults (metadata only) and compute jobs."""
+"""The marketplace's view of compute: nodes (public keys only), the tables in their vaults (metadata only),
+relayed imports and sealed result exports, and jobs, updated from the nodes' signed messages."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Node(models.Model):
-    """One organisation's compute agent: its own vault directory, sealing key pair and chain account.
+    """An organisation's compute agent as the marketplace knows it: public keys and a chain address.
 
-    Secrets (vault key, sealing private key) live in the node's directory, wrapped with a key-encryption
-    key; the database holds only the public half and the chain account (whose key is stored encrypted).
+    The node runs at the organisation, generates its own secrets and keeps them; it enrols with a one-time
+    token (only its digest is stored here) by sending its public keys, signed with its signing key.
     """
+
+    class Status(models.TextChoices):
+        AWAITING = "awaiting", "Awaiting enrolment"
+        ENROLLED = "enrolled", "Enrolled"
 
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
-    sealing_public_key = models.CharField(max_length=64)
-    chain_account = models.OneToOneField("audit.ChainAccount", on_delete=models.PROTECT, related_name="node")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING)
+    sealing_public_key = models.CharField(max_length=64, blank=True)
+    signing_public_key = models.CharField(max_length=64, blank=True)
+    chain_address = models.CharField(max_length=42, blank=True)
+    enrol_token_digest = models.CharField(max_length=64, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -29,21 +38,31 @@ class Node(models.Model):
         return f"node.{self.slug}"
 
     @property
-    def directory(self) -> Path:
-        return Path(settings.NODES_DIR) / self.slug
+    def is_online(self) -> bool:
+        """Heard from within settings.NODE_OFFLINE_SECONDS (nodes say hello every ~20 s)."""
+        if self.status != self.Status.ENROLLED or self.last_seen is None:
+            return False
+        return (timezone.now() - self.last_seen).total_seconds() <= settings.NODE_OFFLINE_SECONDS
 
 
 class StoredTable(models.Model):
     """A table held encrypted in a node's vault. Only its metadata is here; the rows never leave the node."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    class Kind(models.TextChoices):
+        IMPORTED = "imported"
+        RESULT = "result"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, help_text="Given by the node.")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="tables")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.IMPORTED)
     name = models.CharField(max_length=200)
     id_column = models.CharField(max_length=100)
     columns = models.JSONField(default=list, blank=True)
     row_count = models.PositiveIntegerField()
     quality = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(max_length=64)
+    chain_asset_id = models.CharField(max_length=66, blank=True, help_text="Owner-bound id in DataRegistry.")
+    register_tx = models.CharField(max_length=66, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -51,6 +70,77 @@ class StoredTable(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node.slug}/{self.name}"
+
+
+class TableImport(models.Model):
+    """A file sealed to a node by its uploader, relayed to the node to import (the marketplace cannot open
+    it). Its id becomes the table's id (and the dataset's) once the node reports the import."""
+
+    class Status(models.TextChoices):
+        IMPORTING = "importing"
+        IMPORTED = "imported"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="imports")
+    name = models.CharField(max_length=200)
+    id_column = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    actor = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IMPORTING)
+    error = models.TextField(blank=True)
+    table = models.OneToOneField(StoredTable, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.id} ({self.status})"
+
+
+class ResultExport(models.Model):
+    """Result tables of a node, sealed by that node to a public key its buyer holds: the marketplace keeps
+    and relays the sealed bytes and cannot open them."""
+
+    class Status(models.TextChoices):
+        SEALING = "sealing"
+        READY = "ready"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="exports")
+    subject = models.CharField(max_length=200, db_index=True, help_text="What the export is of, e.g. order:<id>.")
+    tables = models.JSONField(default=list)
+    public_key = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SEALING)
+    sealed = models.BinaryField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"export {self.id} of {self.subject} ({self.status})"
+
+
+class NodeMessage(models.Model):
+    """Each message the marketplace accepted from a node, once: a redelivered one is recognised here."""
+
+    nonce = models.CharField(max_length=32, unique=True)
+    sender = models.CharField(max_length=50)
+    kind = models.CharField(max_length=32)
+    job = models.CharField(max_length=36, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} from {self.sender}"
 
 
 class Job(models.Model):
@@ -84,6 +174,7 @@ class Job(models.Model):
     )
     consume_tx_hash = models.CharField(max_length=66, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

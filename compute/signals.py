@@ -1,5 +1,10 @@
-"""What the compute layer tells upper layers, without importing them."""
+"""What the compute layer tells upper layers, without importing them. Each is sent after commit."""
 from django.dispatch import Signal
 
-# Sent after commit when a job reaches SUCCEEDED or FAILED; kwargs: job.
+# A job reached SUCCEEDED or FAILED; kwargs: job.
 job_finished = Signal()
+# A node imported a table (kwargs: table, request — the TableImport, or None for an import from the
+# node's own host) or refused an import (kwargs: table=None, request with its error).
+table_import_finished = Signal()
+# A node answered a chain write request; kwargs: node, subject, ok (bool), tx_hash, asset_id, reason.
+chain_write_reported = Signal()

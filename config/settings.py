@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,12 @@ VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env("SECRET_KEY", "embedded-insecure-secret-key-change-me-in-production-0123456789")
+EMBEDDED_SECRET_KEY = "embedded-insecure-secret-key-change-me-in-production-0123456789"  # noqa: S105 - public
+SECRET_KEY = env("SECRET_KEY", EMBEDDED_SECRET_KEY)
+if not DEBUG and SECRET_KEY == EMBEDDED_SECRET_KEY:
+    # The embedded key is public: sessions, CSRF tokens and the keys derived from it would be forgeable.
+    raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a long random value of your own (it is unset or "
+                               "the public embedded default).")
 ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -100,11 +106,17 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# htmx and Chart.js are served from the npm packages, never from a CDN.
+# htmx, Chart.js and libsodium are served from the npm packages (pinned in package-lock.json), never from a CDN.
+# libsodium-wrappers' browser build needs libsodium's own build loaded first: both land under vendor/libsodium/.
 STATICFILES_DIRS = [
-    (prefix, BASE_DIR / "node_modules" / package / "dist")
-    for prefix, package in (("vendor/htmx", "htmx.org"), ("vendor/chartjs", "chart.js"))
-    if (BASE_DIR / "node_modules" / package / "dist").exists()
+    (prefix, BASE_DIR / "node_modules" / folder)
+    for prefix, folder in (
+        ("vendor/htmx", "htmx.org/dist"),
+        ("vendor/chartjs", "chart.js/dist"),
+        ("vendor/libsodium", "libsodium/dist/modules"),
+        ("vendor/libsodium", "libsodium-wrappers/dist/modules"),
+    )
+    if (BASE_DIR / "node_modules" / folder).exists()
 ]
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -174,6 +186,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "audit-anchor": {"task": "audit.tasks.audit_anchor_task", "schedule": float(env("AUDIT_ANCHOR_INTERVAL", "30"))},
+    "job-sweep": {"task": "compute.jobs.tasks.job_sweep_task", "schedule": float(env("JOB_SWEEP_INTERVAL", "15"))},
     "outbox-sweep": {
         "task": "audit.chain.tasks.outbox_sweep_task",
         "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20")),
@@ -194,13 +207,22 @@ CONTRACTS_BUILD_DIR = Path(env("CONTRACTS_BUILD_DIR", str(VAR_DIR / "build" / "c
 CHAIN_DEPLOYMENTS_DIR = Path(env("CHAIN_DEPLOYMENTS_DIR", str(VAR_DIR / "deployments")))
 SOLC_BINARY = Path(env("SOLC_BINARY", str(BASE_DIR / "contracts" / "solc.js")))
 
-# Keys at rest (node vault keys, sealing keys, chain keys) are wrapped with a key derived from this.
+# The operator's own chain key (it anchors audit roots) is wrapped at rest with a key derived from this.
+# Node keys are never here: each node generates and keeps its own, under its own secret.
 KEY_ENCRYPTION_SECRET = env(
     "KEY_ENCRYPTION_SECRET", hashlib.sha256(("kek:" + SECRET_KEY).encode()).hexdigest()
 )
+# The marketplace signs the job specs and requests it sends to nodes with this Ed25519 key (hex seed);
+# nodes hold its public half. Unset: one is generated once into VAR_DIR/marketplace-signing.key.
+MARKETPLACE_SIGNING_KEY = env("MARKETPLACE_SIGNING_KEY", "")
+# Set by `make run`: the embedded runner starts each organisation's node on this machine (a new one too).
+EMBEDDED_NODES = env_bool("EMBEDDED_NODES", False)
+# A node that has not said hello for this long is shown as offline (nodes say hello every ~20 s).
+NODE_OFFLINE_SECONDS = int(env("NODE_OFFLINE_SECONDS", "60"))
+# A job that has not moved for this long fails with the reason (a party's node is down or gone).
+JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "120"))
 # Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).
 AUDIT_PARTY_RESOLVER = env("AUDIT_PARTY_RESOLVER", "marketplace.selectors.user_audit_parties")
-NODES_DIR = Path(env("NODES_DIR", str(VAR_DIR / "nodes")))
 
 # Release and pricing defaults
 RELEASE_MIN_COHORT = int(env("RELEASE_MIN_COHORT", "3"))

@@ -22,11 +22,13 @@ def cents_of(amount: Decimal) -> int:
 
 
 class DatasetImportForm(forms.Form):
+    """The fields of the import form; the file itself never reaches the server in the clear: the page
+    seals it in the browser to the node's key and posts it to the API (frontend/static/frontend)."""
+
     name = forms.CharField(max_length=200)
     id_column = forms.CharField(
         max_length=100, initial="id", help_text="The column that holds the record ids."
     )
-    file = forms.FileField(label="CSV file", help_text="UTF-8, comma-separated, with a header row.")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

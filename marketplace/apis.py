@@ -5,9 +5,12 @@ marketplace.exception_handler.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,7 +33,8 @@ from marketplace.services.orders import (
     order_grant_revoke,
     order_job_start,
     order_place,
-    order_result,
+    order_result_latest,
+    order_result_request,
 )
 from marketplace.services.quotes import quote_request
 
@@ -48,10 +52,14 @@ class TableOutput(serializers.Serializer):
 
 class DatasetOutput(serializers.ModelSerializer):
     table = TableOutput()
+    status = serializers.SerializerMethodField(help_text="Always \"ready\": the node has imported it.")
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "table", "created_at"]
+        fields = ["id", "name", "description", "status", "table", "created_at"]
+
+    def get_status(self, dataset: Dataset) -> str:
+        return "ready"
 
 
 class JobOutput(serializers.Serializer):
@@ -158,40 +166,89 @@ class DatasetListApi(APIView):
         return Response(DatasetOutput(selectors.dataset_list(organisation=organisation)[:500], many=True).data)
 
 
-class DatasetImportApi(APIView):
-    permission_classes = [IsMarketplaceMember]
+class DatasetImportOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    error = serializers.CharField()
 
-    parser_classes = [MultiPartParser]
+
+class DatasetImportApi(APIView):
+    """Import a file into your own node's vault. Seal it first to your node's key (``GET /api/nodes/mine/``,
+    libsodium ``crypto_box_seal``): the marketplace relays the sealed bytes and cannot open them. 202: the
+    node imports it; ``GET /api/datasets/<id>/`` then shows the dataset, or the node's reason for refusing."""
+
+    permission_classes = [IsMarketplaceMember]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         id_column = serializers.CharField(max_length=100)
         description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
-        file = serializers.FileField()
+        sealed_file = serializers.CharField(help_text="base64 of crypto_box_seal(file, node sealing public key)")
 
-    @extend_schema(request=InputSerializer, responses={201: DatasetOutput})
+        def validate_sealed_file(self, value: str) -> bytes:
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise serializers.ValidationError("Not base64.") from exc
+
+        def to_internal_value(self, data: Any) -> Any:
+            if hasattr(data, "get") and data.get("file") is not None and data.get("sealed_file") is None:
+                raise serializers.ValidationError({"sealed_file": [
+                    "Seal the file to your node's key and send it as sealed_file: the marketplace does not "
+                    "accept data in the clear."]})
+            return super().to_internal_value(data)
+
+    @extend_schema(request=InputSerializer, responses={202: DatasetImportOutput})
     def post(self, request: Request) -> Response:
         organisation = selectors.user_organisation(request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = dataset_import(
+        pending = dataset_import(
             organisation=organisation,
             name=data.validated_data["name"],
             id_column=data.validated_data["id_column"],
             description=data.validated_data["description"],
-            data=data.validated_data["file"].read(),
+            sealed_file=data.validated_data["sealed_file"],
             actor=_actor(request),
         )
-        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+        return Response(DatasetImportOutput(pending).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DatasetDetailApi(APIView):
+    """A dataset (``status`` "ready"), or an import still on its way ("importing") or refused by the node
+    ("failed", with ``error``)."""
+
     permission_classes = [IsMarketplaceMember]
 
     @extend_schema(responses=DatasetOutput)
     def get(self, request: Request, dataset_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
+        pending = selectors.dataset_import_get(organisation=organisation, import_id=dataset_id)
+        if pending is not None and pending.status != "imported":
+            return Response(DatasetImportOutput(pending).data)
         return Response(DatasetOutput(selectors.dataset_get(organisation=organisation, dataset_id=dataset_id)).data)
+
+
+class NodeMineApi(APIView):
+    """Your organisation's node as the marketplace knows it: its public keys (seal uploads to
+    ``sealing_public_key``), chain address and whether it is online."""
+
+    permission_classes = [IsMarketplaceMember]
+
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        status = serializers.CharField()
+        online = serializers.BooleanField(source="is_online")
+        sealing_public_key = serializers.CharField()
+        signing_public_key = serializers.CharField()
+        chain_address = serializers.CharField()
+        last_seen = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        return Response(self.OutputSerializer(organisation.node).data)
 
 
 class ProductListApi(APIView):
@@ -457,17 +514,44 @@ class OrderGrantUsageApi(APIView):
 
 
 class OrderResultApi(APIView):
+    """The result, sealed by the buyer's own node to a key the buyer holds. POST a public key (X25519,
+    hex) to ask for it; GET returns ``sealed`` (base64) once the node has sealed it: open it with
+    ``crypto_box_seal_open`` and the private key; it holds JSON {"columns", "rows"}. The marketplace
+    never holds the result in the clear."""
+
     permission_classes = [IsMarketplaceMember]
+
+    class InputSerializer(serializers.Serializer):
+        public_key = serializers.RegexField(r"^[0-9a-fA-F]{64}$", help_text="X25519 public key, 64 hex characters")
 
     class OutputSerializer(serializers.Serializer):
         order = serializers.UUIDField()
-        ids = serializers.ListField(child=serializers.CharField())
+        status = serializers.CharField()
+        public_key = serializers.CharField(allow_blank=True)
+        sealed = serializers.CharField(allow_null=True)
+        error = serializers.CharField(allow_blank=True)
+
+    def _answer(self, order: Order, code: int = status.HTTP_200_OK) -> Response:
+        export = order_result_latest(order=order)
+        body = {"order": order.id, "status": "none", "public_key": "", "sealed": None, "error": ""}
+        if export is not None:
+            body |= {"status": export.status, "public_key": export.public_key, "error": export.error,
+                     "sealed": base64.b64encode(bytes(export.sealed)).decode() if export.sealed else None}
+        return Response(self.OutputSerializer(body).data, status=code)
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
+        return self._answer(selectors.order_get_as_buyer(organisation=organisation, order_id=order_id))
+
+    @extend_schema(request=InputSerializer, responses={202: OutputSerializer})
+    def post(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
         order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
-        return Response(self.OutputSerializer({"order": order.id, "ids": order_result(order=order)}).data)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order_result_request(order=order, public_key=data.validated_data["public_key"].lower(), actor=_actor(request))
+        return self._answer(order, status.HTTP_202_ACCEPTED)
 
 
 class OrderRevokeApi(APIView):

@@ -1,7 +1,8 @@
 """A small Python client of the marketplace's REST API, and a command line over it.
 
-Only the standard library: a provider can script listing and a consumer can script buying from any
-Python 3.11 without installing anything.
+The standard library and PyNaCl (libsodium) alone: a provider can script listing and a consumer can script
+buying from any Python 3.11. Data never goes to the marketplace in the clear: an import is sealed here to
+your own node's key, and a result is sealed by your node to a key made here for the purpose.
 
     client = MarketplaceClient("http://127.0.0.1:8000", token)
     dataset = client.dataset_import("applicants.csv", name="Applicants", id_column="customer_id")
@@ -18,8 +19,8 @@ stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
-import mimetypes
 import os
 import sys
 import time
@@ -111,18 +112,29 @@ class MarketplaceClient:
         return _results(self.request("GET", "datasets/"))
 
     def dataset_import(self, path: str | os.PathLike[str], name: str, id_column: str,
-                       description: str = "") -> dict[str, Any]:
-        """Upload a CSV into your own node's vault; the marketplace keeps its metadata."""
+                       description: str = "", *, wait: bool = True) -> dict[str, Any]:
+        """Seal a CSV to your own node's key and hand it over; your node imports it into its vault and the
+        marketplace keeps its metadata. With `wait`, poll until the node has imported it (or refused it:
+        ClientError with the node's reason)."""
+        from nacl.public import PublicKey, SealedBox
+
         file = Path(path)
         try:
             content = file.read_bytes()
         except OSError as unreadable:
             raise ClientError(0, f"Cannot read {file}: {unreadable.strerror}") from None
-        body, content_type = _multipart(
-            {"name": name, "id_column": id_column, "description": description},
-            {"file": (file.name, content, mimetypes.guess_type(file.name)[0] or "text/csv")},
-        )
-        return self.request("POST", "datasets/import/", body=body, headers={"Content-Type": content_type})
+        node = self.request("GET", "nodes/mine/")
+        sealed = SealedBox(PublicKey(bytes.fromhex(node["sealing_public_key"]))).encrypt(content)
+        asked = self.request("POST", "datasets/import/", json_body={
+            "name": name, "id_column": id_column, "description": description,
+            "sealed_file": base64.b64encode(sealed).decode()})
+        if not wait:
+            return asked
+        done = self._wait(lambda: self.request("GET", f"datasets/{asked['id']}/"),
+                          lambda body: body.get("status") != "importing", timeout=300, what="The import")
+        if done.get("status") == "failed":
+            raise ClientError(400, f"Your node refused the file: {done.get('error')}")
+        return done
 
     def product_create(self, *, datasets: Sequence[str], title: str, purposes: Sequence[str], base_price: int,
                        price_per_match: int, publish: bool = False, **terms: Any) -> dict[str, Any]:
@@ -172,8 +184,19 @@ class MarketplaceClient:
                           timeout, f"Order {order_id}")
 
     def result(self, order_id: str) -> dict[str, Any]:
-        """The matched ids of the order's latest run: `{"order": ..., "ids": [...]}`."""
-        return self.request("GET", f"orders/{order_id}/result/")
+        """The order's latest result, sealed by your node to a key made here and opened here:
+        `{"order": ..., "columns": [...], "rows": [[...]], "ids": [...]}`."""
+        from nacl.public import PrivateKey, SealedBox
+
+        private = PrivateKey.generate()
+        self.request("POST", f"orders/{order_id}/result/", json_body={"public_key": bytes(private.public_key).hex()})
+        body = self._wait(lambda: self.request("GET", f"orders/{order_id}/result/"),
+                          lambda answer: answer["status"] != "sealing", timeout=300, what="Sealing the result")
+        if body["status"] != "ready":
+            raise ClientError(409, f"Your node could not seal the result: {body.get('error') or body['status']}")
+        opened = json.loads(SealedBox(private).decrypt(base64.b64decode(body["sealed"])))
+        return {"order": order_id, "columns": opened["columns"], "rows": opened["rows"],
+                "ids": [row[0] for row in opened["rows"]]}
 
     def cancel(self, order_id: str) -> dict[str, Any]:
         return self.request("POST", f"orders/{order_id}/cancel/")
@@ -210,19 +233,6 @@ def _client_error(status: int, payload: bytes) -> ClientError:
     if isinstance(body, dict) and "message" in body:
         return ClientError(status, str(body["message"]), body.get("extra") or {})
     return ClientError(status, json.dumps(body)[:200])
-
-
-def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = f"----marketplace-{uuid.uuid4().hex}"
-    parts: list[bytes] = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, content, content_type) in files.items():
-        safe = filename.replace('"', "")
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{safe}"\r\n'
-                     f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 # -- command line ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
 
 from audit.chain.registry import grant_state
+from compute.models import TableImport
 from marketplace.exceptions import ApplicationError, NotFound, PermissionDenied
 from marketplace.filters import PRODUCT_ORDERINGS
 from marketplace.models import (
@@ -48,6 +49,11 @@ def user_audit_parties(user: Any) -> list[str] | None:
 
 def dataset_list(*, organisation: Organisation) -> QuerySet[Dataset]:
     return Dataset.objects.filter(organisation=organisation).select_related("table")
+
+
+def dataset_import_get(*, organisation: Organisation, import_id: Any) -> TableImport | None:
+    """An import of the organisation's node (still importing, failed, or done)."""
+    return TableImport.objects.filter(id=import_id, node_id=organisation.node_id).first()
 
 
 def dataset_get(*, organisation: Organisation, dataset_id: Any) -> Dataset:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("datasets/", apis.DatasetListApi.as_view(), name="api-dataset-list"),
     path("datasets/import/", apis.DatasetImportApi.as_view(), name="api-dataset-import"),
     path("datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-dataset-detail"),
+    path("nodes/mine/", apis.NodeMineApi.as_view(), name="api-node-mine"),
     path("products/", apis.ProductListApi.as_view(), name="api-product-list"),
     path("products/create/", apis.ProductCreateApi.as_view(), name="api-product-create"),
     path("products/<uuid:product_id>/", apis.ProductDetailApi.as_view(), name="api-product-detail"),

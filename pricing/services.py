@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from compute.jobs.services import job_create
 from compute.models import Job, StoredTable
-from compute.services import job_create
 from pricing.policy import ContributionMetrics, PriceQuote, price_quote
 
 

@@ -136,6 +136,10 @@ def contract(name: str) -> Contract:
     # The code check costs one round trip and guards against calling an empty address, which the
     # EVM would accept as a successful no-op.
     if address is None or record.get("sourcesHash") != sources_hash() or not _code_present(address):
+        if not getattr(settings, "CHAIN_AUTO_DEPLOY", True):
+            # A node never deploys: it uses the operator's contracts, from the record it was given.
+            raise ChainError(f"No live {name} of the current sources is recorded for this chain in "
+                             f"{deployment_path()}; get the operator's deployment record.")
         address = contracts_deploy()[name]
     key = (settings.CHAIN_RPC_URL, address)
     if key not in _instances:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -49,6 +49,13 @@ RECEIPT_POLL_SECONDS = 0.02
 # How long a sender waits for the lower nonces of its account to reach the node before it
 # rebroadcasts them from the outbox (their worker may have died between commit and send).
 GAP_WAIT_SECONDS = 2.0
+
+
+class Sender(Protocol):
+    """Whatever sends: an account row held here, or a key held by a node (only its address is read)."""
+
+    @property
+    def address(self) -> str: ...
 
 
 def args_to_abi(args: list[Any]) -> list[Any]:
@@ -115,7 +122,7 @@ def call_preflight(tx: Tx) -> None:
         raise ChainError(f"call failed: {error}") from error
 
 
-def transaction_build(*, account: ChainAccount, contract: str, function: str, args: list[Any]) -> Tx:
+def transaction_build(*, account: Sender, contract: str, function: str, args: list[Any]) -> Tx:
     """The unsigned call (no nonce yet) with gas and fees filled in; raises ChainRevert early."""
     w3 = web3_client()
     instance = deployed_contract(contract)

@@ -77,6 +77,14 @@ LIFECYCLE_BUTTONS = [
 
 
 @register.filter
+def job_offline_nodes(job: Any) -> list[Any]:
+    """The nodes of a running job's parties that are offline (the job waits for them, then fails)."""
+    if job.is_finished:
+        return []
+    return [node for node in (job.consumer_table.node, job.provider_table.node) if not node.is_online]
+
+
+@register.filter
 def lifecycle_actions(product: Product) -> list[dict[str, str]]:
     """The lifecycle moves the product's current status allows, as buttons: status, label and style."""
     allowed = TRANSITIONS.get(Product.Status(product.status), set())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -14,6 +15,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from compute.jobs.identity import marketplace_public_key
+from compute.jobs.services import node_enrol_token_issue
+from compute.models import Node
 from frontend.views.membership import actor_of, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Member
@@ -84,8 +88,17 @@ def register(request: HttpRequest) -> HttpResponse:
             form.add_error(field if field in form.fields else None, problem)
         return render(request, "frontend/account_register.html", {"form": form}, status=400)
     login(request, user)
-    context = {"organisation": organisation, "issued": issued}
+    context = {"organisation": organisation, "issued": issued, **node_enrolment_context(organisation.node)}
     return render(request, "frontend/account_registered.html", context, status=201)
+
+
+def node_enrolment_context(node: Node) -> dict[str, object]:
+    """How the organisation's node gets started: by the embedded runner on this machine, or by the
+    organisation on its own host with a one-time enrolment token (shown here, only its digest kept)."""
+    if settings.EMBEDDED_NODES:
+        return {"node_embedded": True}
+    return {"node_embedded": False, "enrol_token": node_enrol_token_issue(node=node),
+            "marketplace_key": marketplace_public_key().hex()}
 
 
 def _member(request: HttpRequest) -> Member:

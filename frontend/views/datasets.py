@@ -32,7 +32,6 @@ from marketplace.selectors import (
     product_visible,
 )
 from marketplace.services.catalog import (
-    dataset_import,
     product_contribute,
     product_contribution_decide,
     product_create,
@@ -77,6 +76,8 @@ def _console(
         "products": _own_products(organisation),
         "drafts": drafts,
         "import_form": import_form or DatasetImportForm(),
+        # The upload form seals the file to this key in the browser; the page never receives the file itself.
+        "node_sealing_public_key": organisation.node.sealing_public_key if organisation.node_id else "",
         "product_form": product_form or ProductCreateForm(datasets=datasets),
     }
     return render(request, "frontend/console.html", context, status=status)
@@ -91,30 +92,6 @@ def _refused(request: HttpRequest, organisation: Organisation, error: Applicatio
 @login_required
 def console(request: HttpRequest) -> HttpResponse:
     return _console(request, member_organisation(request))
-
-
-@login_required
-@require_POST
-def dataset_create(request: HttpRequest) -> HttpResponse:
-    organisation = member_organisation(request)
-    form = DatasetImportForm(request.POST, request.FILES)
-    if not form.is_valid():
-        return _console(request, organisation, import_form=form, status=400)
-    try:
-        dataset = dataset_import(
-            organisation=organisation,
-            name=form.cleaned_data["name"],
-            data=form.cleaned_data["file"].read(),
-            id_column=form.cleaned_data["id_column"],
-            description=form.cleaned_data["description"],
-            actor=actor_of(request),
-        )
-    except ApplicationError as error:
-        form_error_from(form, error)
-        return _console(request, organisation, import_form=form, status=rejected_status(error))
-    rows = dataset.table.row_count
-    messages.success(request, f"Imported {dataset.name}: {rows:,} rows into your node's vault.")
-    return redirect("console")
 
 
 @login_required

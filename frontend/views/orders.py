@@ -2,7 +2,6 @@
 job block, and the buyer's and providers' actions (cancel, run again, revoke)."""
 from __future__ import annotations
 
-import csv
 from typing import Any
 from uuid import UUID
 
@@ -19,9 +18,8 @@ from frontend.views.membership import actor_of, member_organisation, rejected_st
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Order, Organisation
 from marketplace.selectors import order_get, order_get_as_buyer, order_grants_usage, order_list
-from marketplace.services.orders import order_cancel, order_grant_revoke, order_job_start, order_result
+from marketplace.services.orders import order_cancel, order_grant_revoke, order_job_start
 
-RESULT_IDS_SHOWN = 500
 LIVE_ORDER_STATUSES = {Order.Status.PAID, Order.Status.GRANTED, Order.Status.FULFILLING}
 CANCELLABLE_STATUSES = {Order.Status.PAID, Order.Status.GRANTED}
 
@@ -49,7 +47,10 @@ def _buyer_order(organisation: Organisation, order_id: UUID) -> Order:
 
 
 def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
-    """What changes while an order is fulfilled: its status, its jobs by run and, for the buyer, the result."""
+    """What changes while an order is fulfilled: its status and its jobs by run.
+
+    The result is not here: the buyer's browser fetches it sealed to its own key and opens it itself.
+    """
     links = list(order.order_jobs.select_related("job", "grant__provider", "grant__contribution__dataset")
                  .order_by("run", "created_at"))
     jobs = [link.job for link in links]
@@ -61,12 +62,6 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
             "job": link.job, "provider": link.grant.provider, "dataset": link.grant.contribution.dataset,
         })
     is_buyer = order.buyer_id == organisation.id
-    result_ids: list[str] | None = None
-    if is_buyer and order.status == Order.Status.FULFILLED:
-        try:
-            result_ids = order_result(order=order)
-        except ApplicationError:
-            result_ids = None
     return {
         "order": order,
         "jobs": jobs,
@@ -74,8 +69,6 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
         "is_buyer": is_buyer,
         "is_provider": _is_provider(organisation, order),
         "can_cancel": is_buyer and order.status in CANCELLABLE_STATUSES and not links,
-        "result_ids": result_ids[:RESULT_IDS_SHOWN] if result_ids is not None else None,
-        "result_count": len(result_ids) if result_ids is not None else None,
         "live": order.status in LIVE_ORDER_STATUSES or any(not job.is_finished for job in jobs),
     }
 
@@ -166,23 +159,6 @@ def order_live(request: HttpRequest, order_id: UUID) -> HttpResponse:
     organisation = member_organisation(request)
     order = _order(organisation, order_id)
     return render(request, "frontend/partials/order_live.html", _live_context(organisation, order))
-
-
-@login_required
-def order_result_csv(request: HttpRequest, order_id: UUID) -> HttpResponse:
-    """The buyer downloads the matched ids; nobody else can (404 for the provider and strangers)."""
-    organisation = member_organisation(request)
-    try:
-        order = order_get_as_buyer(organisation=organisation, order_id=order_id)
-        ids = order_result(order=order)
-    except NotFound as error:
-        raise Http404(error.message) from error
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="order-{order.id}-result.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["id"])
-    writer.writerows([value] for value in ids)
-    return response
 
 
 @login_required

@@ -11,12 +11,12 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.chain.outbox import outbox_enqueue
-from audit.chain.registry import asset_id
+from audit.chain.registry import asset_id, owned_asset_id
 from audit.merkle import leaf_hash, merkle_root
 from audit.services import audit_record
-from compute.exceptions import DataImportError
-from compute.services import table_import
+from compute.exceptions import ComputeError
+from compute.jobs.services import chain_write_request, table_import_request
+from compute.models import StoredTable, TableImport
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
 
@@ -32,18 +32,35 @@ TRANSITIONS = {
 
 @transaction.atomic
 def dataset_import(
-    *, organisation: Organisation, name: str, data: bytes, id_column: str, description: str = "", actor: str
-) -> Dataset:
-    """Import a CSV into the organisation's own node vault; the marketplace keeps only its metadata."""
+    *, organisation: Organisation, name: str, sealed_file: bytes, id_column: str, description: str = "", actor: str
+) -> TableImport:
+    """Relay a file that its uploader sealed to the organisation's node key: the marketplace cannot open
+    it; the node imports it into its vault and reports the metadata, which becomes the dataset (with the
+    import's id), or reports why it refused the file."""
     if not name.strip():
         raise ApplicationError("A dataset needs a name.", {"field": "name"})
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ApplicationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+    if len(sealed_file) > MAX_UPLOAD_BYTES + 48:
+        raise ApplicationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.", {"field": "file"})
     try:
-        table = table_import(node=organisation.node, name=name, data=data, id_column=id_column, actor=actor)
-    except DataImportError as exc:
-        raise ApplicationError(exc.message, {"field": "file"}) from exc
-    return Dataset.objects.create(organisation=organisation, table=table, name=name, description=description)
+        return table_import_request(node=organisation.node, name=name, id_column=id_column, sealed_file=sealed_file,
+                                    description=description, actor=actor)
+    except ComputeError as exc:
+        raise ApplicationError(exc.message, {"field": "sealed_file"}) from exc
+
+
+def dataset_from_import(*, table: StoredTable, request: TableImport | None) -> Dataset | None:
+    """The dataset of a table a node imported (uploaded through the marketplace, or from the node's host)."""
+    organisation = Organisation.objects.filter(node=table.node).first()
+    if organisation is None or table.kind != StoredTable.Kind.IMPORTED:
+        return None
+    existing = Dataset.objects.filter(table=table).first()
+    if existing is not None:
+        return existing
+    return Dataset.objects.create(
+        id=request.id if request is not None else table.id, organisation=organisation, table=table,
+        name=request.name if request is not None else table.name,
+        description=request.description if request is not None else "",
+    )
 
 
 def sample_preview(columns: list[dict[str, str]], *, id_column: str, rows: int = 3) -> list[dict[str, Any]]:
@@ -198,7 +215,7 @@ def product_fingerprint(product: Product) -> str:
 @transaction.atomic
 def product_transition(*, product: Product, organisation: Organisation, status: str, actor: str) -> Product:
     """Move a product through its lifecycle; publishing the first time registers it on chain."""
-    product = Product.objects.select_for_update().select_related("provider__node__chain_account").get(id=product.id)
+    product = Product.objects.select_for_update().select_related("provider__node").get(id=product.id)
     if product.provider_id != organisation.id:
         raise PermissionDenied("Only the product's lead provider can change its status.")
     if status not in TRANSITIONS.get(Product.Status(product.status), set()):
@@ -206,14 +223,12 @@ def product_transition(*, product: Product, organisation: Organisation, status: 
     if status == Product.Status.PUBLISHED and product.contributions.filter(accepted=False).exists():
         raise Conflict("Accept or reject the pending contributions before publishing.")
     if status == Product.Status.PUBLISHED and not product.chain_asset_id:
-        product.chain_asset_id = "0x" + asset_id(f"product:{product.id}").hex()
-        outbox_enqueue(
-            account=product.provider.node.chain_account,
-            contract="DataRegistry",
-            function="register",
-            args=[product.chain_asset_id, "0x" + product_fingerprint(product)],
-            subject=f"product:{product.id}",
-        )
+        # The provider's node registers the product under its own account (asset ids are owner-bound).
+        node = product.provider.node
+        local_text = f"product:{product.id}"
+        product.chain_asset_id = "0x" + owned_asset_id(node.chain_address, asset_id(local_text)).hex()
+        chain_write_request(node=node, kind="asset.register", subject=f"product:{product.id}",
+                            body={"local_text": local_text, "fingerprint": product_fingerprint(product)})
     previous = product.status
     product.status = status
     product.save(update_fields=["status", "chain_asset_id", "updated_at"])

@@ -1,7 +1,7 @@
 """The order pipeline, top to bottom.
 
-place: the price moves into escrow; each contributing provider's node writes a grant over its own
-dataset on chain (through the outbox, after commit) → all grants confirmed: fulfil, one PSI job per
+place: the price moves into escrow; each contributing provider's node is asked (after commit) to write a
+grant over its own dataset on chain with its own account → all grants written: fulfil, one PSI job per
 grant (each provider's node consumes a unit of its grant on chain first) → the first run finished:
 settle — every provider whose job succeeded is paid its share minus the platform fee, the shares of
 the others are refunded → fulfilled, or refunded when nothing succeeded. A buyer may cancel before
@@ -12,25 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from audit.chain.errors import ChainError
-from audit.chain.outbox import outbox_enqueue
-from audit.chain.registry import asset_id, grant_revoke
+from audit.chain.registry import asset_id
 from audit.services import audit_record
 from compute.exceptions import ComputeError
-from compute.models import Job
-from compute.services import job_create, table_read
-from compute.services.tables import table_asset_id
+from compute.jobs.services import chain_write_request, job_create, result_export_request
+from compute.models import Job, ResultExport
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
 from marketplace.models import LedgerAccount, Order, OrderGrant, OrderJob, Organisation, Product, Quote
 from marketplace.services.ledger import ledger_account, ledger_post
 
 GRANT_SUBJECT = "order-grant:"
+REVOKE_SUBJECT = "order-revoke:"
 
 
 def order_parties(order: Order) -> list[str]:
@@ -127,13 +126,11 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
             grant_id="0x" + asset_id(f"grant:{order.id}:{contribution.dataset_id}").hex(),
             share=share_by_dataset.get(str(contribution.dataset_id), 0),
         )
-        outbox_enqueue(
-            account=provider.node.chain_account,
-            contract="AccessRegistry",
-            function="grant",
-            args=[grant.grant_id, "0x" + table_asset_id(contribution.dataset.table).hex(),
-                  buyer.node.chain_account.address, purpose_hash, product.quota, int(expires_at.timestamp())],
-            subject=f"{GRANT_SUBJECT}{grant.id}",
+        chain_write_request(
+            node=provider.node, kind="grant.write", subject=f"{GRANT_SUBJECT}{grant.id}",
+            body={"grant_id": grant.grant_id, "table": str(contribution.dataset.table_id),
+                  "grantee": buyer.node.chain_address, "purpose_hash": purpose_hash, "quota": product.quota,
+                  "expires_at": int(expires_at.timestamp())},
         )
     audit_record(
         actor=actor, action="order.placed", subject=f"order:{order.id}",
@@ -272,16 +269,15 @@ def _refund(order: Order, *, amount: int, memo: str) -> None:
 
 
 def _revoke_all(order: Order, *, exclude: OrderGrant | None = None) -> None:
-    """Revoke the order's grants on chain through the outbox (after the grant itself, per account order)."""
+    """Ask each provider's node to revoke the order's grant on chain (its queue keeps the order: after
+    the grant itself)."""
     for grant in order.grants.exclude(status=OrderGrant.Status.FAILED).select_related("provider__node"):
         if exclude is not None and grant.id == exclude.id or grant.revoked:
             continue
         grant.revoked = True
         grant.save(update_fields=["revoked"])
-        outbox_enqueue(
-            account=grant.provider.node.chain_account, contract="AccessRegistry", function="revoke",
-            args=[grant.grant_id], subject=f"order-revoke:{grant.id}",
-        )
+        chain_write_request(node=grant.provider.node, kind="grant.revoke", subject=f"{REVOKE_SUBJECT}{grant.id}",
+                            body={"grant_id": grant.grant_id})
 
 
 @transaction.atomic
@@ -308,8 +304,10 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempo
     return order
 
 
+@transaction.atomic
 def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) -> Order:
-    """A provider revokes its grant(s) for an order on chain; the next job under them fails."""
+    """A provider revokes its grant(s) for an order: its own node revokes them on chain (after commit) with
+    its own account; the next job under them fails."""
     grants = list(order.grants.filter(provider=organisation, revoked=False))
     is_provider = order.product.provider_id == organisation.id or order.grants.filter(provider=organisation).exists()
     if not is_provider:
@@ -317,23 +315,30 @@ def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) 
     if not grants:
         raise Conflict("You have no active grant on this order.")
     for grant in grants:
-        try:
-            receipt = grant_revoke(
-                account=organisation.node.chain_account, grant_id=bytes.fromhex(grant.grant_id.removeprefix("0x"))
-            )
-        except ChainError as exc:
-            raise Conflict(f"The chain refused the revocation: {exc}") from exc
         OrderGrant.objects.filter(id=grant.id).update(revoked=True)
+        chain_write_request(node=organisation.node, kind="grant.revoke", subject=f"{REVOKE_SUBJECT}{grant.id}",
+                            body={"grant_id": grant.grant_id})
         audit_record(
-            actor=actor, action="grant.revoked", subject=f"order:{order.id}",
-            payload={"grant_id": grant.grant_id, "tx_hash": str(receipt.get("tx_hash", ""))},
-            parties=order_parties(order),
+            actor=actor, action="grant.revoke_requested", subject=f"order:{order.id}",
+            payload={"grant_id": grant.grant_id}, parties=order_parties(order),
         )
     return order
 
 
-def order_result(*, order: Order) -> list[str]:
-    """The ids matched in the latest run (union over its providers), read from the buyer's own node."""
+@transaction.atomic
+def order_grant_revoked(*, order_grant_id: int, tx_hash: str, ok: bool, reason: str) -> None:
+    """The provider's node reports the revocation on chain (or why the chain refused it)."""
+    grant = OrderGrant.objects.select_related("order").filter(id=order_grant_id).first()
+    if grant is None:
+        return
+    audit_record(
+        actor=f"node:{grant.provider.slug}", action="grant.revoked" if ok else "grant.revoke_refused",
+        subject=f"order:{grant.order_id}", payload={"grant_id": grant.grant_id, "tx_hash": tx_hash, "reason": reason},
+        parties=order_parties(grant.order),
+    )
+
+
+def _latest_result_tables(order: Order) -> list[Any]:
     links = list(
         OrderJob.objects.filter(order=order, job__status=Job.Status.SUCCEEDED, job__result_table__isnull=False)
         .select_related("job__result_table__node")
@@ -342,8 +347,20 @@ def order_result(*, order: Order) -> list[str]:
     if not links:
         raise NotFound("No result yet for this order.")
     latest = links[0].run
-    ids: set[str] = set()
-    for link in links:
-        if link.run == latest and link.job.result_table is not None:
-            ids.update(row[0] for row in table_read(table=link.job.result_table).rows)
-    return sorted(ids)
+    return [link.job.result_table for link in links if link.run == latest and link.job.result_table is not None]
+
+
+def order_result_request(*, order: Order, public_key: str, actor: str) -> ResultExport:
+    """Ask the buyer's node to seal the latest run's result (the union over its providers) to
+    ``public_key``, a key the buyer holds: the marketplace relays sealed bytes it cannot open."""
+    tables = _latest_result_tables(order)
+    try:
+        return result_export_request(node=order.buyer.node, tables=tables, public_key=public_key,
+                                     subject=f"order:{order.id}", actor=actor)
+    except ComputeError as exc:
+        raise ApplicationError(exc.message, {"field": "public_key"}) from exc
+
+
+def order_result_latest(*, order: Order) -> ResultExport | None:
+    """The newest sealed export of the order's result, if the buyer asked for one."""
+    return ResultExport.objects.filter(subject=f"order:{order.id}").order_by("-created_at").first()

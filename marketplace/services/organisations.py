@@ -17,8 +17,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from audit.services import audit_record
+from compute.jobs.services import node_register
 from compute.models import Node
-from compute.services import node_create
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import LedgerAccount, Member, Organisation
 from marketplace.services.ledger import ledger_account
@@ -47,8 +47,9 @@ def organisation_create(
     is_operator: bool = False,
     is_auditor: bool = False,
 ) -> Organisation:
-    """Create an organisation with its node (vault, keys, chain account) and its money accounts."""
-    node = node_create(slug=slug, name=name)
+    """Create an organisation with its money accounts and register its node, which the organisation runs
+    and enrols itself (see ``node_enrol_token_issue``): the marketplace never holds the node's keys."""
+    node, _ = node_register(slug=slug, name=name)
     organisation = Organisation(
         slug=slug,
         name=name,

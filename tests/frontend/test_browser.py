@@ -1,6 +1,7 @@
-"""The whole purchase path in headless Chromium against the live server, with a real Celery worker:
-provider imports and lists, consumer imports, quotes, buys, watches the job, reads the result, and
-verifies an audit entry against the root anchored on chain."""
+"""The whole purchase path in headless Chromium against the live server, with a real Celery worker and
+real node processes: provider imports (sealed in the browser to its node's key) and lists, consumer
+imports, quotes, buys, watches the job, opens the result sealed to a key made in its browser, and verifies
+an audit entry against the root anchored on chain."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ import pytest
 from audit.chain.outbox import outbox_process
 from audit.models import ChainOutbox
 from audit.services import audit_batch_seal
-from marketplace.models import Order
+from compute.models import TableImport
+from marketplace.models import Dataset, Order
 from tests.conftest import wait_for
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
@@ -67,14 +69,35 @@ def sign_in(browser, base_url: str, username: str):
     return page
 
 
-def import_dataset(page, base_url: str, name: str, data: bytes) -> None:
+def submit_import(page, base_url: str, name: str, data: bytes, *, id_column: str = "customer_id") -> None:
+    """Fill the console's import form and send it: the page seals the file to the node's key and posts it."""
     page.goto(f"{base_url}/provider/")
     page.fill("#import-name", name)
-    page.fill("#import-id_column", "customer_id")
+    page.fill("#import-id_column", id_column)
     upload = {"name": f"{name}.csv", "mimeType": "text/csv", "buffer": data}
     page.set_input_files("#import-file", files=[upload])
-    page.click("button:has-text('Import into my node')")
-    expect(page.locator(".message-success")).to_contain_text(f"Imported {name}")
+    expect(page.locator("#import-submit")).to_be_enabled()  # once libsodium is ready
+    page.click("#import-submit")
+
+
+def import_dataset(page, base_url: str, name: str, data: bytes) -> None:
+    """Import through the page and wait until the node has imported it and the console reloaded."""
+    submit_import(page, base_url, name, data)
+    expect(page.locator(".message-success")).to_contain_text(
+        re.compile(rf"Imported {re.escape(name)}: [\d,]+ rows into your node's vault\.")
+    )
+
+
+def open_result(page) -> list[str]:
+    """Open the order's result in this browser (a key pair made here, the result sealed to it by the
+    buyer's node) and return the ids of its rows."""
+    expect(page.locator("#result-open")).to_be_enabled()
+    page.click("#result-open")
+    expect(page.locator("#order-result")).to_have_attribute("data-state", "open", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#result-error")).to_be_hidden()
+    ids = page.locator("#result-table tbody tr td:first-child").all_inner_texts()
+    expect(page.locator("#result-summary")).to_have_text(f"Result: {len(ids):,} row{'' if len(ids) == 1 else 's'}")
+    return ids
 
 
 def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
@@ -126,7 +149,7 @@ def test_it_sells_the_use_of_data_in_the_browser_and_verifies_the_audit_trail(
     expect(as_consumer.locator("h1")).to_have_text("Retail customer match")
     live = as_consumer.locator("#order-live")
     expect(live).to_have_attribute("data-status", "fulfilled", timeout=LIVE_TIMEOUT_MS)
-    shown = as_consumer.locator("#order-result .id-list li").all_inner_texts()
+    shown = open_result(as_consumer)
     assert sorted(shown) == overlap
     assert total in as_consumer.locator("aside").inner_text()
     as_consumer.screenshot(path=str(screenshot_dir / "web-order.png"), full_page=True)
@@ -217,7 +240,7 @@ def test_it_builds_and_sells_a_joint_product_of_two_providers_in_the_browser(
     as_consumer.click("button:has-text('Buy for')")
     live = as_consumer.locator("#order-live")
     expect(live).to_have_attribute("data-status", "fulfilled", timeout=LIVE_TIMEOUT_MS)
-    shown = as_consumer.locator("#order-result .id-list li").all_inner_texts()
+    shown = open_result(as_consumer)
     assert sorted(shown) == sorted(lead_ids[:30] + partner_ids[:18])
     expect(live.locator(".run .job")).to_have_count(2)
 
@@ -227,3 +250,35 @@ def test_it_builds_and_sells_a_joint_product_of_two_providers_in_the_browser(
     expect(as_partner.locator("#order-shares .row-mine")).to_contain_text(partner.organisation.name)
     expect(as_partner.locator("#order-grants .row-mine .grant-remaining")).to_have_text("4")
     as_partner.screenshot(path=str(screenshot_dir / "webui-order.png"), full_page=True)
+
+
+def test_it_shows_why_a_csv_is_refused_in_the_browser_and_imports_nothing(
+    browser, live_server, make_party, celery_worker_process
+):
+    provider = make_party("web-r-prov", provider=True)
+    celery_worker_process([provider.organisation.node.queue])
+    base = live_server.url
+    page = sign_in(browser, base, provider.user.username)
+
+    # A header without the id column is refused in the browser, before anything is sealed or sent.
+    submit_import(page, base, "No id column", b"client,region\nC1,north\n")
+    error = page.locator("#import-id_column-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("The id column 'customer_id' is not in the header (client, region)")
+    expect(page.locator("#import-status")).to_have_attribute("data-status", "failed")
+    expect(page.locator("#import-submit")).to_be_enabled()
+    node = provider.organisation.node
+    assert not TableImport.objects.filter(node=node).exists()
+
+    # A file only the node can judge is sealed and sent; the node refuses it and says why, next to the file.
+    submit_import(page, base, "Short row", b"customer_id,region\nP00001,north\nP00002\n")
+    error = page.locator("#import-file-error")
+    expect(error).to_contain_text("Line 3 has 1 fields", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#import-status")).to_have_attribute("data-status", "failed")
+    expect(page.locator("#import-id_column-error")).to_be_hidden()
+    expect(page.locator("#import-submit")).to_be_enabled()
+    refused = TableImport.objects.get(node=node)
+    assert refused.status == TableImport.Status.FAILED
+    assert "Line 3 has 1 fields" in refused.error
+    assert not Dataset.objects.filter(organisation=provider.organisation).exists()
+    assert not Dataset.objects.filter(id=refused.id).exists()

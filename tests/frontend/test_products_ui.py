@@ -14,7 +14,7 @@ from audit.models import ChainOutbox
 from marketplace.models import LedgerEntry, Order, OrderGrant, Product, Quote
 from marketplace.selectors import balance_of
 from marketplace.services.catalog import product_create
-from tests.frontend.test_pages import import_through_page, own_dataset, signed_in
+from tests.frontend.test_pages import imported_through_page, opened_in_the_browser, own_dataset, signed_in
 from tests.marketplace.data import consumer_csv, provider_csv
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
@@ -48,12 +48,12 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
     as_lead, as_partner, as_consumer = signed_in(lead), signed_in(partner), signed_in(consumer)
 
     # The lead drafts a product over its dataset; the partner finds the draft and contributes its own.
-    a_data = import_through_page(as_lead, "Shop A customers", provider_csv(a_ids))
+    a_data = imported_through_page(as_lead, "Shop A customers", provider_csv(a_ids))
     drafted = draft_through_page(as_lead, [str(a_data.id)], title="Two shops")
     assert drafted.status_code == 302, drafted.content.decode()[:2000]
     product = Product.objects.get(title="Two shops")
     assert product.status == Product.Status.DRAFT and product.tags == ["customers", "retail"]
-    b_data = import_through_page(as_partner, "Shop B customers", provider_csv(b_ids))
+    b_data = imported_through_page(as_partner, "Shop B customers", provider_csv(b_ids))
     console = as_partner.get("/provider/").content.decode()
     assert 'id="open-drafts"' in console and "Two shops" in console
     assert f'action="/provider/products/{product.id}/contribute/"' in console
@@ -86,7 +86,7 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
     assert product.status == Product.Status.PUBLISHED and product.chain_asset_id
 
     # The consumer sees both contributions, the terms and the synthetic preview, then quotes.
-    mine = import_through_page(as_consumer, "My customers", consumer_csv(buyer_ids))
+    mine = imported_through_page(as_consumer, "My customers", consumer_csv(buyer_ids))
     page = as_consumer.get(f"/products/{product.id}/").content.decode()
     assert "Shop A customers" in page and "Shop B customers" in page and "(joint product)" in page
     assert "synthetic preview — no real record" in page and "(masked)" in page
@@ -114,7 +114,7 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
 
     # The buyer sees the result, both grants with their use read from the chain, and the jobs of run 1.
     buyer_view = as_consumer.get(bought["Location"]).content.decode()
-    assert sorted(re.findall(r"<li>([A-Z]\d{5})</li>", buyer_view)) == sorted(a_ids[:15] + b_ids[:9])
+    assert sorted(opened_in_the_browser(as_consumer, order.id)) == sorted(a_ids[:15] + b_ids[:9])
     assert buyer_view.count('class="num grant-remaining">3</td>') == 2  # quota 4, one unit used each
     assert 'data-run="1"' in buyer_view and "Cancel order" not in buyer_view
     assert "Revoke grant" not in buyer_view

@@ -1,11 +1,15 @@
 """The purchase path driven through the REST API, shared by the eager and the end-to-end tests."""
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
+from nacl.public import PrivateKey, SealedBox
 from rest_framework.test import APIClient
 
+from compute.crypto.sealing import seal
 from tests.conftest import wait_for
 from tests.marketplace.data import consumer_csv, provider_csv
 
@@ -16,20 +20,54 @@ def client_for(token: str) -> APIClient:
     return client
 
 
-def upload(client: APIClient, name: str, data: bytes) -> dict[str, Any]:
-    response = client.post(
-        "/api/datasets/import/",
-        {"name": name, "id_column": "customer_id", "file": _file(data)},
-        format="multipart",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
+def sealed_for_my_node(client: APIClient, data: bytes) -> str:
+    """What a client sends: the file sealed to its own node's key (base64), which the marketplace cannot open."""
+    node = client.get("/api/nodes/mine/").json()
+    return base64.b64encode(seal(data, recipient_public=bytes.fromhex(node["sealing_public_key"]))).decode()
 
 
-def _file(data: bytes) -> Any:
-    from django.core.files.uploadedfile import SimpleUploadedFile
+def upload_start(client: APIClient, name: str, data: bytes, *, id_column: str = "customer_id") -> Any:
+    return client.post("/api/datasets/import/", {"name": name, "id_column": id_column,
+                                                 "sealed_file": sealed_for_my_node(client, data)}, format="json")
 
-    return SimpleUploadedFile("data.csv", data, content_type="text/csv")
+
+def wait_import(client: APIClient, dataset_id: str, *, timeout: float = 60) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = client.get(f"/api/datasets/{dataset_id}/").json()
+        return body if body.get("status") != "importing" else None
+
+    return wait_for(done, timeout=timeout)
+
+
+def upload(client: APIClient, name: str, data: bytes, *, timeout: float = 60) -> dict[str, Any]:
+    """Import through the API as a client does (sealed to its node), and wait for the node's import."""
+    response = upload_start(client, name, data)
+    assert response.status_code == 202, response.content
+    dataset = wait_import(client, response.json()["id"], timeout=timeout)
+    assert dataset["status"] == "ready", dataset
+    return dataset
+
+
+def result_rows(client: APIClient, order_id: str, *, timeout: float = 60) -> Any:
+    """Ask for the order's result sealed to a fresh key of the buyer's, then open it as the buyer does;
+    returns the API's answer with ``ids`` (the first column of the rows) added, or the error answer."""
+    private = PrivateKey.generate()
+    response = client.post(f"/api/orders/{order_id}/result/", {"public_key": bytes(private.public_key).hex()},
+                           format="json")
+    if response.status_code != 202:
+        return response
+
+    def sealed() -> dict[str, Any] | None:
+        body = client.get(f"/api/orders/{order_id}/result/").json()
+        return body if body["status"] != "sealing" else None
+
+    body = wait_for(sealed, timeout=timeout)
+    if body["status"] == "ready":
+        opened = json.loads(SealedBox(private).decrypt(base64.b64decode(body["sealed"])))
+        body["rows"] = opened["rows"]
+        body["ids"] = [row[0] for row in opened["rows"]]
+    response.opened = body
+    return response
 
 
 def list_product(client: APIClient, dataset_id: str, **terms: Any) -> dict[str, Any]:
@@ -78,6 +116,6 @@ def run_purchase(provider_token: str, consumer_token: str, provider_ids: list[st
     response = buy(consumer, priced["id"])
     assert response.status_code == 201, response.content
     order = wait_order(consumer, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=timeout)
-    result = consumer.get(f"/api/orders/{order['id']}/result/")
+    result = result_rows(consumer, order["id"], timeout=timeout)
     return {"product": product, "quote": priced, "order": order, "result": result,
             "consumer_dataset": consumer_dataset, "provider_dataset": provider_dataset}

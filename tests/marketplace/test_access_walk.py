@@ -87,6 +87,7 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
 #   create  — writes: attacked with the victim's ids in the body (FOREIGN_BODIES), if it takes ids
 COLLECTION_RULES = {
     "api-me": "own",
+    "api-node-mine": "own",
     "api-dataset-list": "own",
     "api-order-list": "own",
     "api-audit-entry-list": "own",

@@ -1,12 +1,13 @@
 """Every input a user can send wrongly gets a clear 4xx and writes nothing."""
+import base64
 import uuid
 
 import pytest
 from rest_framework.test import APIClient
 
-from compute.models import StoredTable
+from compute.models import StoredTable, TableImport
 from marketplace.models import Dataset, Order
-from tests.marketplace.api_flow import buy, client_for, quote, run_purchase
+from tests.marketplace.api_flow import buy, client_for, quote, run_purchase, upload_start, wait_import
 from tests.marketplace.data import overlapping_ids
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
@@ -23,19 +24,56 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
         (b"\xff\xfe\x00bad", "not UTF-8"),
     ],
 )
-def test_it_rejects_a_malformed_csv_and_writes_nothing(make_party, content, message):
+def test_the_node_refuses_a_malformed_csv_with_the_reason_and_nothing_is_written(make_party, content, message):
+    """The marketplace cannot read a sealed upload: the node finds what is wrong and says so."""
     provider = make_party("prov-bad", provider=True)
+    client = client_for(provider.token)
+    response = upload_start(client, "bad", content)
+    assert response.status_code == 202
+    answer = wait_import(client, response.json()["id"])
+    assert answer["status"] == "failed"
+    assert message in answer["error"]
+    assert not Dataset.objects.exists()
+    assert not StoredTable.objects.exists()
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({"sealed_file": "not base64!"}, "sealed_file", "Not base64"),
+    ({"sealed_file": base64.b64encode(b"too short").decode()}, "sealed_file", "not a sealed box"),
+    ({"sealed_file": None}, "sealed_file", "null"),
+    ({"name": "", "sealed_file": "AAAA"}, "name", "blank"),
+])
+def test_it_rejects_an_import_that_is_not_a_sealed_file(make_party, body, field, message):
+    provider = make_party("prov-seal", provider=True)
+    full = {"name": "x", "id_column": "customer_id"} | body
+    response = client_for(provider.token).post("/api/datasets/import/", full, format="json")
+    assert response.status_code == 400
+    assert message in str(response.json()), response.json()
+    assert not TableImport.objects.exists()
+
+
+def test_it_refuses_a_file_in_the_clear(make_party):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    provider = make_party("prov-clear", provider=True)
     response = client_for(provider.token).post(
         "/api/datasets/import/",
-        {"name": "bad", "id_column": "customer_id", "file": SimpleUploadedFile("x.csv", content)},
+        {"name": "clear", "id_column": "customer_id", "file": SimpleUploadedFile("x.csv", b"customer_id\nA1\n")},
         format="multipart",
     )
     assert response.status_code == 400
-    assert message in response.json()["message"]
-    assert not Dataset.objects.exists()
-    assert not StoredTable.objects.exists()
+    assert "does not accept data in the clear" in str(response.json())
+    assert not TableImport.objects.exists()
+
+
+def test_it_refuses_an_import_before_the_node_has_enrolled(make_party):
+    from compute.models import Node
+
+    provider = make_party("prov-early", provider=True)
+    Node.objects.filter(slug="prov-early").update(status=Node.Status.AWAITING)
+    response = client_for(provider.token).post("/api/datasets/import/", {
+        "name": "x", "id_column": "customer_id", "sealed_file": base64.b64encode(b"\0" * 64).decode()}, format="json")
+    assert response.status_code == 400 and "has not enrolled" in response.json()["message"]
 
 
 def test_it_answers_401_without_a_token_or_with_a_bad_one(make_party):

@@ -10,12 +10,12 @@ from rest_framework.test import APIClient
 from marketplace.models import Dataset, Product
 from marketplace.pagination import CappedLimitOffsetPagination
 from marketplace.services.catalog import (
-    dataset_import,
     product_contribute,
     product_contribution_decide,
     product_create,
     product_transition,
 )
+from tests.conftest import dataset_on_node
 from tests.marketplace.api_flow import client_for
 from tests.marketplace.data import provider_csv
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def provider_dataset(party: Any, name: str = "customers") -> Dataset:
-    return dataset_import(organisation=party.organisation, name=name, id_column="customer_id", actor="test",
+    return dataset_on_node(organisation=party.organisation, name=name, id_column="customer_id", actor="test",
                           data=provider_csv([f"{party.organisation.slug}-{n}" for n in range(12)]))
 
 

@@ -1,6 +1,7 @@
-"""QUALITY 10, crash mid-flow: an exception after the debit inside `order_place` — while the grants go
-into the outbox, or when the purchase is audited — rolls everything back: no order, no ledger rows,
-no outbox row, no audit entry, the balance as it was, and no task (hence no chain transaction) sent."""
+"""QUALITY 10, crash mid-flow: an exception after the debit inside `order_place` — while the grant requests
+to the providers' nodes are written, or when the purchase is audited — rolls everything back: no order, no
+ledger rows, no outbox row, no audit entry, the balance as it was, and no task or node message (hence no
+chain transaction) sent."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,9 +9,9 @@ from typing import Any
 import pytest
 from celery.app.task import Task
 
-from audit.chain.outbox import outbox_enqueue
 from audit.models import AuditEntry, ChainOutbox
 from audit.services import audit_record
+from compute.jobs.services import chain_write_request
 from config.celery import app as celery_app
 from marketplace.models import LedgerAccount, Order
 from marketplace.services import orders
@@ -30,14 +31,14 @@ def crash_on_order_placed(**kwargs: Any) -> Any:
     return audit_record(**kwargs)
 
 
-def crash_on_second_outbox_row(calls: list[int]) -> Any:
-    """Crash on the second outbox write counted in `calls` (pre-filled with one: the first grant's)."""
-    def enqueue(**kwargs: Any) -> Any:
+def crash_on_second_grant_request(calls: list[int]) -> Any:
+    """Crash on the second grant request counted in `calls` (pre-filled with one: the first grant's)."""
+    def request(**kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:
-            raise Crash("the process died while writing the second grant to the outbox")
-        return outbox_enqueue(**kwargs)
-    return enqueue
+            raise Crash("the process died while asking for the second grant")
+        return chain_write_request(**kwargs)
+    return request
 
 
 @pytest.fixture
@@ -45,17 +46,18 @@ def world(make_party) -> World:
     return build_world(make_party, "crash", base_price=6_000)
 
 
-@pytest.mark.parametrize("where", ["audit", "outbox"])
+@pytest.mark.parametrize("where", ["audit", "grant request"])
 def test_it_rolls_the_whole_purchase_back_when_it_crashes_after_the_debit(world, monkeypatch, where):
     priced = quote(client_for(world.consumer.token), world.product["id"], world.consumer_dataset["id"])
     sent: list[Any] = []
     monkeypatch.setattr(Task, "apply_async", lambda self, *a, **k: sent.append(self.name))
     monkeypatch.setattr(celery_app, "send_task", lambda *a, **k: sent.append(a))
-    calls: list[int] = [1]  # the outbox crash fires on the first grant: the debit is already written
+    monkeypatch.setattr("compute.jobs.services.message_send", lambda **k: sent.append(k))
+    calls: list[int] = [1]  # the crash fires on the first grant: the debit is already written
     if where == "audit":
         monkeypatch.setattr(orders, "audit_record", crash_on_order_placed)
     else:
-        monkeypatch.setattr(orders, "outbox_enqueue", crash_on_second_outbox_row(calls))
+        monkeypatch.setattr(orders, "chain_write_request", crash_on_second_grant_request(calls))
     debited: list[int] = []
     real_post = orders.ledger_post
 

@@ -77,7 +77,7 @@ def _refusals(client: Client, routes: list[Any], objects: dict[str, Any], body: 
 
 def test_it_refuses_every_unsafe_ui_request_without_a_csrf_token(world):
     routes = _ui_routes()
-    assert {"dataset-create", "quote-buy", "order-revoke", "login"} <= {route.name for route in routes}
+    assert {"product-create", "quote-buy", "order-revoke", "login"} <= {route.name for route in routes}
     problems = []
     for party in (world.consumer, world.provider):
         form = {"name": "x", "title": "x", "purpose": "research", "status": "retired", "dataset": "x"}

@@ -25,12 +25,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from compute.jobs.services import job_fail
 from compute.models import Job
-from compute.services.jobs import job_fail
 from marketplace.exceptions import Conflict, InsufficientFunds
 from marketplace.models import LedgerAccount, LedgerEntry, Order, OrderGrant, OrderJob, Organisation, Quote
 from marketplace.services.catalog import (
-    dataset_import,
     product_contribute,
     product_contribution_decide,
     product_create,
@@ -46,6 +45,7 @@ from marketplace.services.orders import (
 )
 from marketplace.services.organisations import organisation_create
 from marketplace.services.quotes import quote_finalize, quote_request
+from tests.conftest import dataset_on_node
 from tests.marketplace.data import consumer_csv, provider_csv
 
 pytestmark = [pytest.mark.django_db, pytest.mark.chain]
@@ -58,9 +58,9 @@ def _world(make_party) -> dict:
     """Two providers (a single and a joint product), two consumers with a dataset each, an operator."""
     ids = [f"H{n:03d}" for n in range(30)]
     p1, p2 = make_party("inv-p1", provider=True), make_party("inv-p2", provider=True)
-    d1 = dataset_import(organisation=p1.organisation, name="p1", data=provider_csv(ids[:20]), id_column="customer_id",
+    d1 = dataset_on_node(organisation=p1.organisation, name="p1", data=provider_csv(ids[:20]), id_column="customer_id",
                         actor="test")
-    d2 = dataset_import(organisation=p2.organisation, name="p2", data=provider_csv(ids[10:]), id_column="customer_id",
+    d2 = dataset_on_node(organisation=p2.organisation, name="p2", data=provider_csv(ids[10:]), id_column="customer_id",
                         actor="test")
     terms = {"description": "", "purposes": ["risk_control"], "base_price": 50, "price_per_match": 7, "quota": 3,
              "validity_days": 30, "actor": "test"}
@@ -73,7 +73,7 @@ def _world(make_party) -> dict:
     consumers = []
     for slug in ("inv-c1", "inv-c2"):
         party = make_party(slug, provider=False)
-        dataset = dataset_import(organisation=party.organisation, name=slug, data=consumer_csv(ids[5:5 + QUERY_SIZE]),
+        dataset = dataset_on_node(organisation=party.organisation, name=slug, data=consumer_csv(ids[5:5 + QUERY_SIZE]),
                                  id_column="customer_id", actor="test")
         balance_top_up(organisation=party.organisation, amount=1_000)  # enough for a few purchases
         consumers.append((party.organisation, dataset))

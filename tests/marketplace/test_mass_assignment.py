@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
 from marketplace.models import ApiToken, Dataset, LedgerAccount, Member, Order, Product, ProductDataset, Quote
 from marketplace.services.organisations import member_create, organisation_create
-from tests.marketplace.api_flow import client_for
+from tests.marketplace.api_flow import client_for, sealed_for_my_node, wait_import
 from tests.marketplace.data import consumer_csv
 from tests.marketplace.trading_world import World, build_world, project_routes
 
@@ -48,6 +47,7 @@ COVERED = {
     "api-dataset-import", "api-product-create", "api-product-status", "api-product-contribute",
     "api-product-contribution-decide",
     "api-quote-create", "api-order-create", "api-token-create", "api-member-create", "api-ledger-top-up",
+    "api-order-result",
     # Actions without a body: there is nothing to forge beyond the path, walked by test_access_walk.
     "api-order-job-create", "api-order-revoke", "api-order-cancel", "api-token-revoke", "api-member-disable",
     "api-member-enable",
@@ -72,16 +72,28 @@ def _accepted_or_refused(response: Any, created: int = 201) -> bool:
 
 def test_it_ignores_forged_fields_on_dataset_import(worlds):
     me, other = worlds
+    client = client_for(me.consumer.token)
     body = forged(other) | {"name": "Forged import", "id_column": "customer_id",
-                            "file": SimpleUploadedFile("d.csv", consumer_csv(["A1", "A2", "A3"]))}
-    body = {key: value for key, value in body.items() if not isinstance(value, list | dict) and value is not None}
-    response = client_for(me.consumer.token).post("/api/datasets/import/", body, format="multipart")
+                            "sealed_file": sealed_for_my_node(client, consumer_csv(["A1", "A2", "A3"]))}
+    response = client.post("/api/datasets/import/", body, format="json")
 
-    if _accepted_or_refused(response):
+    if _accepted_or_refused(response, created=202):
+        assert wait_import(client, response.json()["id"])["status"] == "ready"
         dataset = Dataset.objects.get(name="Forged import")
         assert dataset.organisation == me.consumer.organisation
         assert str(dataset.id) != body["id"] and dataset.created_at > timezone.now() - timedelta(minutes=5)
         assert dataset.table.fingerprint != body["fingerprint"]
+
+
+def test_it_ignores_forged_fields_on_a_result_request(worlds):
+    me, other = worlds
+    client = client_for(me.consumer.token)
+    body = forged(other) | {"public_key": "ab" * 32, "status": "ready", "sealed": "AAAA", "order": other.order["id"]}
+    response = client.post(f"/api/orders/{me.order['id']}/result/", body, format="json")
+    assert response.status_code == 202, response.content
+    answer = client.get(f"/api/orders/{me.order['id']}/result/").json()
+    assert answer["order"] == me.order["id"] and answer["public_key"] == "ab" * 32
+    assert answer["sealed"] != "AAAA"
 
 
 def test_it_ignores_forged_fields_on_product_create_and_status(worlds):

@@ -10,7 +10,7 @@ from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
 
-CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: the grant waits in the outbox
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: the grant is not written yet
 
 
 def test_it_cancels_a_paid_order_once_and_replays_the_same_key(make_party):

@@ -13,9 +13,12 @@ from django.conf import settings
 
 from audit.models import AuditEntry
 from audit.services import audit_batch_seal
+from compute.jobs.identity import marketplace_public_key
+from compute.messages import MARKETPLACE, envelope_open
+from compute.models import Job, Node
 from tests.conftest import wait_for
-from tests.marketplace.api_flow import client_for, run_purchase
-from tests.marketplace.data import overlapping_ids
+from tests.marketplace.api_flow import client_for, list_product, run_purchase, upload
+from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
@@ -72,7 +75,7 @@ def test_it_runs_the_purchase_path_on_a_real_worker_and_the_broker_sees_no_raw_i
     truth = set(provider_ids) & set(consumer_ids)
     assert seen["quote"]["coverage"] == len(truth)
     assert seen["order"]["status"] == "fulfilled", seen["order"]
-    assert sorted(seen["result"].json()["ids"]) == sorted(truth)
+    assert sorted(seen["result"].opened["ids"]) == sorted(truth)
     job = seen["order"]["jobs"][0]["job"]
     assert job["status"] == "succeeded" and job["consume_tx_hash"].startswith("0x")
 
@@ -89,11 +92,52 @@ def test_it_runs_the_purchase_path_on_a_real_worker_and_the_broker_sees_no_raw_i
     assert proof["chain_root"] == proof["root"]
 
     if settings.CELERY_BROKER_URL.startswith("redis://"):
-        messages = tap.task_messages()
-        steps = [args for name, args in messages if name == "compute.tasks.job_step_task"]
-        assert len(steps) >= 6  # 3 steps of the quote's job and 3 of the order's job crossed the broker
-        sealed = [base64.b64decode(args[2]) for args in steps if args[2]]
-        assert len(sealed) >= 4
-        everything = b"\n".join([p.encode() for p in tap.payloads] + sealed)
+        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
+        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
+        keys[MARKETPLACE] = marketplace_public_key()
+        # Every message that crossed the broker is signed by its sender's registered key.
+        opened = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        steps = [message for message in opened if message.kind == "job.step"]
+        assert len(steps) >= 4  # two hand-offs between the nodes for the quote's job and the order's
+        assert {message.kind for message in opened} >= {"job.start", "job.progress", "job.succeeded",
+                                                        "table.import", "table.imported", "grant.write",
+                                                        "chain.written", "result.export", "result.sealed"}
+        bodies = [json.dumps(message.body).encode() for message in opened]
+        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
+        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
         for value in provider_ids + consumer_ids:
             assert value.encode() not in everything
+
+
+def test_a_node_stopped_and_started_again_keeps_its_keys_its_vault_and_its_pending_work(
+        make_party, celery_worker_process):
+    provider = make_party("prov-restart", provider=True)
+    consumer = make_party("cons-restart", provider=False, balance=1_000_000)
+    celery_worker_process([provider.organisation.node.queue, consumer.organisation.node.queue])
+    provider_ids, consumer_ids = overlapping_ids(provider=60, consumer=30, overlap=12)
+    seller, buyer = client_for(provider.token), client_for(consumer.token)
+    product = list_product(seller, upload(seller, "p", provider_csv(provider_ids))["id"])
+    mine = upload(buyer, "c", consumer_csv(consumer_ids))
+    node = Node.objects.get(slug="prov-restart")
+    keys = (node.signing_public_key, node.sealing_public_key, node.chain_address)
+
+    stopped = celery_worker_process.nodes["prov-restart"]
+    stopped.terminate()
+    stopped.wait(timeout=30)
+    # The quote's job reaches the provider's queue while its node is down: the broker keeps the step.
+    response = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"],
+                                           "purpose": "risk_control"}, format="json")
+    assert response.status_code == 201
+    wait_for(lambda: Job.objects.filter(status=Job.Status.RUNNING, step__gte=1).exists(), timeout=60)
+    assert buyer.get(f"/api/quotes/{response.json()['id']}/").json()["status"] == "measuring"
+
+    celery_worker_process.start_node("prov-restart")
+
+    def priced() -> dict[str, Any] | None:
+        body = buyer.get(f"/api/quotes/{response.json()['id']}/").json()
+        return body if body["status"] != "measuring" else None
+
+    quoted = wait_for(priced, timeout=90)
+    assert quoted["status"] == "ready" and quoted["coverage"] == 12  # its vault and table index were kept
+    node.refresh_from_db()
+    assert (node.signing_public_key, node.sealing_public_key, node.chain_address) == keys  # no new keys

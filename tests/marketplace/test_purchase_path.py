@@ -1,8 +1,9 @@
 """The whole purchase path through the REST API, with Celery tasks run inline (eager)."""
 import pytest
 
-from audit.chain.registry import grant_revoke, grant_state
+from audit.chain.registry import grant_state
 from marketplace.models import LedgerEntry, Order
+from tests.conftest import node_runtime
 from tests.marketplace.api_flow import buy, client_for, run_purchase, wait_order
 from tests.marketplace.data import overlapping_ids
 
@@ -20,8 +21,9 @@ def test_it_sells_the_use_of_data_and_returns_the_intersection_to_the_buyer(make
     assert seen["quote"]["coverage"] == len(set(provider_ids) & set(consumer_ids)) == 40
     assert seen["quote"]["price"] == sum(line["amount"] for line in seen["quote"]["breakdown"])
     assert seen["order"]["status"] == "fulfilled", seen["order"]
-    assert seen["result"].status_code == 200
-    assert sorted(seen["result"].json()["ids"]) == sorted(set(provider_ids) & set(consumer_ids))
+    assert seen["result"].status_code == 202
+    assert seen["result"].opened["status"] == "ready", seen["result"].opened
+    assert sorted(seen["result"].opened["ids"]) == sorted(set(provider_ids) & set(consumer_ids))
     state = grant_state(bytes.fromhex(seen["order"]["grants"][0]["grant_id"][2:]))
     assert state.exists and state.used == 1 and state.quota == 3
     for transaction_id in LedgerEntry.objects.values_list("transaction_id", flat=True).distinct():
@@ -38,7 +40,7 @@ def test_it_stops_the_next_job_once_the_grant_is_revoked_on_chain(make_party):
     used_before = grant_state(grant_id).used
 
     # The provider revokes on chain directly, outside the marketplace: the chain alone must stop the job.
-    grant_revoke(account=provider.organisation.node.chain_account, grant_id=grant_id)
+    node_runtime(provider.organisation.node.slug).chain.revoke(grant_id="0x" + grant_id.hex())
     again = client_for(consumer.token).post(f"/api/orders/{order_id}/jobs/")
     assert again.status_code == 201, again.content
 

@@ -1,23 +1,23 @@
-"""Registration in the UI: an organisation with its node (a funded chain account) and its first member as
-owner, signed in, with a first API token shown once. Every refusal is a form error and writes nothing
-(no row, no node directory, no chain account)."""
+"""Registration in the UI: an organisation, its node registered (awaiting enrolment: the organisation runs
+it and it generates its own keys) and its first member as owner, signed in, with a first API token shown
+once, and how to start the node. Every refusal is a form error and writes nothing."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from audit.chain.rpc import rpc_request
 from audit.models import AuditEntry, ChainAccount
+from compute.jobs.identity import marketplace_public_key
 from compute.models import Node
 from marketplace.models import ApiToken, LedgerAccount, Member, Organisation
+from tests.conftest import node_runtime_start
 from tests.marketplace.api_flow import client_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 GOOD = {"name": "Delta Analytics", "slug": "delta-analytics", "kind": "both", "username": "dora",
         "password": "a-long-passphrase", "password_again": "a-long-passphrase"}
@@ -38,11 +38,17 @@ def test_it_registers_an_organisation_with_its_node_and_signs_in_its_owner(ganac
     assert not organisation.is_operator and not organisation.is_auditor
     member = Member.objects.get(user__username="dora")
     assert (member.organisation, member.role) == (organisation, Member.Role.OWNER)
-    address = organisation.node.chain_account.address
-    assert int(rpc_request("eth_getBalance", [address, "latest"]), 16) > 0  # funded on the dev chain
-    assert Path(settings.NODES_DIR, "delta-analytics").is_dir()
+    assert organisation.node.status == Node.Status.AWAITING and not organisation.node.sealing_public_key
     assert {a.kind for a in LedgerAccount.objects.filter(organisation=organisation)} == {"balance", "escrow"}
     page = response.content.decode()
+    # The page says the node is offline and how to start it, with a one-time enrolment token.
+    token = re.search(r"--enrol-token=([0-9a-f]{48})", page).group(1)
+    assert "offline" in page and f"--slug delta-analytics --marketplace-key {marketplace_public_key().hex()}" in page
+    runtime = node_runtime_start(organisation, enrol_token=token)  # the organisation starts its node
+    organisation.node.refresh_from_db()
+    assert organisation.node.status == Node.Status.ENROLLED
+    assert organisation.node.chain_address == runtime.keys.chain_address
+    assert int(rpc_request("eth_getBalance", [runtime.keys.chain_address, "latest"]), 16) > 0  # dev funding
     secret = re.search(r'id="token-secret">([0-9a-f]{40})<', page).group(1)
     assert client_for(secret).get("/api/me/").json()["organisation"] == "delta-analytics"
     assert client.get("/account/tokens/").status_code == 200  # signed in
@@ -70,8 +76,7 @@ def test_it_sets_the_roles_of_the_chosen_kind(ganache_url, kind, provider, consu
     ({"name": "   "}, "name", "This field is required."),
     ({"username": "bad name!"}, "username", "Enter a valid username"),
 ])
-def test_it_shows_each_form_error_and_writes_nothing(ganache_url, settings, tmp_path, change, field, message):
-    settings.NODES_DIR = tmp_path  # node directories (key files) are checked too: none is left behind
+def test_it_shows_each_form_error_and_writes_nothing(ganache_url, change, field, message):
     client = Client()
     assert client.post("/register/", GOOD | {"slug": "taken-org", "username": "taken-user"}).status_code == 201
     client.logout()
@@ -83,8 +88,13 @@ def test_it_shows_each_form_error_and_writes_nothing(ganache_url, settings, tmp_
     # The error sits on its own field: the field's block is marked invalid.
     assert re.search(r'class="field field-invalid">(?:(?!class="field).)*?id="id_' + field + '"', page, re.S), field
     assert counts() == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken-org"]
     assert "_auth_user_id" not in client.session
+
+
+def test_it_says_the_node_is_started_here_in_the_embedded_mode(ganache_url, settings):
+    settings.EMBEDDED_NODES = True
+    page = Client().post("/register/", GOOD).content.decode()
+    assert "being started on this machine" in page and "--enrol-token" not in page
 
 
 def test_it_rejects_a_registration_without_csrf_token(ganache_url):

@@ -18,7 +18,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.models import AuditEntry
 from marketplace.models import LedgerAccount, LedgerEntry, LedgerTransaction
-from tests.marketplace.api_flow import buy, client_for, list_product, quote, upload, wait_order
+from tests.marketplace.api_flow import buy, client_for, list_product, quote, result_rows, upload, wait_order
 from tests.marketplace.data import consumer_csv, provider_csv
 
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
@@ -67,13 +67,13 @@ def build_world(make_party: Callable[..., Any], name: str, *, base_price: int, b
     response = buy(buyer, bought["id"])
     assert response.status_code == 201, response.content
     order = wait_order(buyer, response.json()["id"], {"fulfilled"})
-    result = buyer.get(f"/api/orders/{order['id']}/result/")
-    assert result.status_code == 200, result.content
+    result = result_rows(buyer, order["id"])
+    assert result.status_code == 202, result.content
     open_quote = quote(buyer, product["id"], consumer_dataset["id"])
     world = World(
         provider=provider, consumer=consumer, provider_dataset=provider_dataset, consumer_dataset=consumer_dataset,
         product=product, draft=draft, quote=bought, open_quote=open_quote, order=order,
-        result_ids=result.json()["ids"],
+        result_ids=result.opened["ids"],
     )
     entry = world.private_entry()
     # The catalog shows a published product with its contributing datasets' ids and fingerprints.

@@ -1,0 +1,85 @@
+"""Tables in a node's vault: import from a file of the node's own (or one sealed to it), results of jobs,
+and export to the node's operator or sealed to a buyer's key. Only metadata ever leaves the node."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from compute.crypto.sealing import seal
+from compute.exceptions import ComputeError
+from compute.tabular import Table, table_fingerprint, table_parse, table_quality, table_schema
+
+if TYPE_CHECKING:
+    from compute.node.runtime import NodeRuntime
+
+
+def table_local_id(table_id: str) -> str:
+    """The text whose keccak is the table's local id on chain (the asset id binds it to its owner)."""
+    return f"table:{table_id}"
+
+
+def _object(table_id: str) -> str:
+    return f"table-{table_id}"
+
+
+def table_meta(table: Table, *, table_id: str, name: str) -> dict[str, Any]:
+    """What the marketplace may know of a table: schema, size, quality, fingerprint."""
+    return {
+        "id": table_id,
+        "name": name,
+        "id_column": table.id_column,
+        "columns": table_schema(table) if table.rows else [{"name": c, "type": "text"} for c in table.columns],
+        "row_count": len(table.rows),
+        "quality": table_quality(table) if table.rows else {},
+        "fingerprint": table_fingerprint(table),
+    }
+
+
+def table_store(
+    node: NodeRuntime, *, table: Table, name: str, kind: str, table_id: str | None = None
+) -> dict[str, Any]:
+    """Encrypt ``table`` into the vault and index it; returns its metadata."""
+    table_id = table_id or str(uuid.uuid4())
+    meta = table_meta(table, table_id=table_id, name=name)
+    node.vault.put(_object(table_id), table.to_bytes())
+    node.store.table_put(meta, kind=kind)
+    return meta
+
+
+def table_load(node: NodeRuntime, table_id: str) -> Table:
+    """Decrypt one of this node's tables; ComputeError when the node does not hold it."""
+    if node.store.table_get(table_id) is None:
+        raise ComputeError(f"This node holds no table {table_id}.")
+    return Table.from_bytes(node.vault.get(_object(table_id)))
+
+
+def table_import_bytes(node: NodeRuntime, *, data: bytes, name: str, id_column: str,
+                       table_id: str | None = None) -> dict[str, Any]:
+    """Parse a CSV (DataImportError says what is wrong) and store it; returns the metadata."""
+    return table_store(node, table=table_parse(data, id_column=id_column), name=name, kind="imported",
+                       table_id=table_id)
+
+
+def tables_union(node: NodeRuntime, table_ids: list[str]) -> Table:
+    """The distinct rows of several result tables of this node (same columns), sorted."""
+    tables = [table_load(node, table_id) for table_id in table_ids]
+    if not tables:
+        raise ComputeError("No result table to export.")
+    rows = sorted({tuple(row) for table in tables for row in table.rows})
+    return Table(columns=tables[0].columns, rows=[list(row) for row in rows], id_column=tables[0].id_column)
+
+
+def table_sealed_for(table: Table, *, public_key: bytes) -> bytes:
+    """The table as JSON {"columns", "rows"}, sealed so that only the holder of ``public_key`` opens it."""
+    return seal(json.dumps({"columns": table.columns, "rows": table.rows}).encode(), recipient_public=public_key)
+
+
+def table_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(table.columns)
+    writer.writerows(table.rows)
+    return out.getvalue()

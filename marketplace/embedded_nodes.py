@@ -1,0 +1,111 @@
+"""The embedded default's stand-in for the organisations: it runs one node process per organisation, as
+each organisation would on its own host, with its own home directory and its own secret.
+
+Each node home is ``<nodes dir>/<slug>/`` and its secret ``<nodes dir>/<slug>.secret`` (mode 0600),
+generated here once. The marketplace (web process, its settings and database) never reads either; on one
+machine under one user the file permissions are the only wall, so a real deployment runs each node on its
+organisation's own host (docs/deployment.md). A node registered after start-up (``/register/``) is
+enrolled and started by ``poll``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from compute.jobs.identity import marketplace_public_key
+from compute.jobs.services import node_enrol_token_issue
+from compute.models import Node
+
+
+class EmbeddedNodes:
+    def __init__(self, *, directory: Path, log_dir: Path) -> None:
+        self.directory = Path(directory)
+        self.log_dir = Path(log_dir)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def home(self, slug: str) -> Path:
+        return self.directory / slug
+
+    def _secret_file(self, slug: str) -> Path:
+        return self.directory / f"{slug}.secret"
+
+    def environment(self, slug: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if key not in {"SECRET_KEY", "DATABASE_URL",
+                                                                             "KEY_ENCRYPTION_SECRET"}}
+        env |= {
+            "NODE_SECRET_FILE": str(self._secret_file(slug)),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "CHAIN_RPC_URL": settings.CHAIN_RPC_URL,
+            "CHAIN_DEPLOYMENTS_DIR": str(settings.CHAIN_DEPLOYMENTS_DIR),
+            "CONTRACTS_BUILD_DIR": str(settings.CONTRACTS_BUILD_DIR),
+        }
+        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+        if "data_folder_in" in options:
+            env["NODE_BROKER_FOLDER"] = options["data_folder_in"]
+        return env
+
+    def _command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "compute.node", *args]
+
+    def ensure(self, node: Node) -> None:
+        """Give an organisation's node its home and keys (once) and start it."""
+        home = self.home(node.slug)
+        if not (home / "node-keys.json").exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            secret_file = self._secret_file(node.slug)
+            if not secret_file.exists():
+                secret_file.write_text(secrets.token_urlsafe(32))
+                secret_file.chmod(0o600)
+            token = node_enrol_token_issue(node=node) if node.status == Node.Status.AWAITING else ""
+            subprocess.run(  # noqa: S603 - fixed command line
+                self._command("init", "--home", str(home), "--slug", node.slug,
+                              "--marketplace-key", marketplace_public_key().hex(), f"--enrol-token={token}"),
+                env=self.environment(node.slug), check=True, capture_output=True, cwd=settings.BASE_DIR,
+            )
+        self.start(node.slug)
+
+    def start(self, slug: str) -> None:
+        running = self.processes.get(slug)
+        if running is not None and running.poll() is None:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"node-{slug}.log", "ab")  # noqa: SIM115 - lives as long as the node
+        self.processes[slug] = subprocess.Popen(  # noqa: S603 - fixed command line
+            self._command("run", "--home", str(self.home(slug)), "--concurrency", "1"),
+            env=self.environment(slug), stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+        )
+
+    def import_file(self, slug: str, *, path: Path, name: str, id_column: str) -> None:
+        """Import a file on the node, as its organisation would from its own host."""
+        subprocess.run(  # noqa: S603 - fixed command line
+            self._command("import", "--home", str(self.home(slug)), str(path), "--name", name,
+                          "--id-column", id_column),
+            env=self.environment(slug), check=True, capture_output=True, cwd=settings.BASE_DIR,
+        )
+
+    def poll(self) -> list[str]:
+        """Start the nodes of organisations registered since, and restart any node that stopped; returns
+        the slugs (re)started."""
+        started = []
+        for node in Node.objects.order_by("slug"):
+            process = self.processes.get(node.slug)
+            if process is None or process.poll() is not None:
+                self.ensure(node)
+                started.append(node.slug)
+        return started
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
