@@ -89,8 +89,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes (web, worker) share the file: wait for the write lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes (web, worker) share the file: wait for the write lock instead of failing. A
+    # transaction takes the write lock when it begins (IMMEDIATE): one that began as a read and then
+    # writes would get "database is locked" at once, without waiting. WAL lets reads go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -32,3 +32,16 @@ def test_it_fails_the_checklist_with_the_embedded_defaults(tmp_path):
     )
     assert result.returncode != 0
     assert "DEBUG" in result.stderr + result.stdout
+
+
+def test_production_settings_refuse_to_start_on_the_public_default_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "SECRET_KEY"}} | {
+        "DEBUG": "0", "ALLOWED_HOSTS": "market.example", "VAR_DIR": str(tmp_path)}
+    for secret in (None, settings.EMBEDDED_SECRET_KEY):
+        run_env = env | ({"SECRET_KEY": secret} if secret else {})
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy"],
+            cwd=settings.BASE_DIR, env=run_env, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode != 0
+        assert "set SECRET_KEY to a long random value of your own" in result.stderr

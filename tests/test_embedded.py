@@ -1,6 +1,8 @@
 """`make run`'s stack on its embedded default: SQLite, the filesystem broker, Ganache as a child process."""
 from __future__ import annotations
 
+import base64
+import http.cookiejar
 import json
 import os
 import re
@@ -8,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from nacl.public import PublicKey, SealedBox
 
 from audit.chain.devnode import free_port
 
@@ -31,6 +35,57 @@ def _embedded_env(var_dir: Path, chain_port: int) -> dict[str, str]:
     env |= {"VAR_DIR": str(var_dir), "CHAIN_RPC_URL": f"http://127.0.0.1:{chain_port}",
             "PYTHONUNBUFFERED": "1"}
     return env
+
+
+def _call(opener: urllib.request.OpenerDirector, url: str, *, data: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 - local server
+    with opener.open(request, timeout=30) as response:
+        return response.status, response.read()
+
+
+def _wait(check, *, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(1)
+
+
+def _a_new_organisation_gets_its_node_and_its_quote(base: str, product_id: str) -> None:
+    """Registered while the stack runs: its node is started, enrols, imports and measures a quote."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    _call(browser, f"{base}/register/")
+    csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+    form = {"name": "Late Bank", "slug": "late-bank", "kind": "consumer", "username": "lara",
+            "password": "a-long-passphrase", "password_again": "a-long-passphrase", "csrfmiddlewaretoken": csrf}
+    status, page = _call(browser, f"{base}/register/", data=urllib.parse.urlencode(form).encode(),
+                         headers={"Referer": f"{base}/register/"})
+    assert status == 201 and b"being started on this machine" in page
+    token = re.search(rb'id="token-secret">([0-9a-f]{40})<', page).group(1).decode()
+    api = urllib.request.build_opener()
+    auth = {"Authorization": f"Token {token}"}
+
+    node = _wait(lambda: (n := json.loads(_call(api, f"{base}/api/nodes/mine/", headers=auth)[1]))["online"] and n)
+    ids = "\n".join(f"C{n:06d}" for n in range(1800, 1900))
+    sealed = SealedBox(PublicKey(bytes.fromhex(node["sealing_public_key"]))).encrypt(f"customer_id\n{ids}\n".encode())
+    body = json.dumps({"name": "Late applicants", "id_column": "customer_id",
+                       "sealed_file": base64.b64encode(sealed).decode()}).encode()
+    status, answer = _call(api, f"{base}/api/datasets/import/", data=body,
+                           headers=auth | {"Content-Type": "application/json"})
+    assert status == 202
+    dataset = json.loads(answer)["id"]
+    _wait(lambda: json.loads(_call(api, f"{base}/api/datasets/{dataset}/", headers=auth)[1])["status"] == "ready")
+    body = json.dumps({"product": product_id, "dataset": dataset, "purpose": "risk_control"}).encode()
+    status, answer = _call(api, f"{base}/api/quotes/", data=body, headers=auth | {"Content-Type": "application/json"})
+    assert status == 201
+    quote = json.loads(answer)["id"]
+    priced = _wait(lambda: (q := json.loads(_call(api, f"{base}/api/quotes/{quote}/", headers=auth)[1]))["status"]
+                   != "measuring" and q)
+    assert priced["status"] == "ready" and priced["coverage"] == 100
 
 
 def test_it_runs_the_embedded_stack_and_keeps_its_data_across_a_restart(tmp_path):
@@ -58,6 +113,8 @@ def test_it_runs_the_embedded_stack_and_keeps_its_data_across_a_restart(tmp_path
         products = json.loads(body)["results"]
         assert {p["title"] for p in products} == {"Retail customer match", "Telecom subscriber match"}
         addresses = json.loads(next((var_dir / "deployments").glob("*.json")).read_text())
+        retail = next(p["id"] for p in products if p["title"] == "Retail customer match")  # acme's C000000-C002999
+        _a_new_organisation_gets_its_node_and_its_quote(f"http://127.0.0.1:{web_port}", retail)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -4,9 +4,11 @@ transaction), and turned into row updates and signals for the upper layers."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -42,11 +44,17 @@ def node_message_apply(document: Any) -> None:
         logger.warning("refused a node message: %s", exc)
         return
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                NodeMessage.objects.create(nonce=message.nonce, sender=node.slug, kind=message.kind, job=message.job)
-        except IntegrityError:
-            return  # delivered before: applied once already
+        if message.kind == "node.hello":
+            # Heartbeats are idempotent and frequent: not kept, but an old one (a replay) proves nothing.
+            if message.sent_at < time.time() - settings.NODE_OFFLINE_SECONDS:
+                return
+        else:
+            try:
+                with transaction.atomic():
+                    NodeMessage.objects.create(nonce=message.nonce, sender=node.slug, kind=message.kind,
+                                               job=message.job)
+            except IntegrityError:
+                return  # delivered before: applied once already
         Node.objects.filter(pk=node.pk).update(last_seen=timezone.now())
         handler = HANDLERS.get(message.kind)
         if handler is None:
@@ -105,8 +113,6 @@ def _hello(node: Node, message: Message) -> None:
                  payload={"sealing_public_key": node.sealing_public_key,
                           "signing_public_key": node.signing_public_key, "chain_address": node.chain_address},
                  parties=[node.slug])
-    from django.conf import settings
-
     if settings.CHAIN_DEV_FUNDING:
         address = node.chain_address
 
