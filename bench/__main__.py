@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and write their sections into docs/benchmarks.md.
 
-BENCH_QUICK=1 runs small sizes (a smoke run); BENCH_ONLY=psi or BENCH_ONLY=audit runs one.
+BENCH_QUICK=1 runs small sizes (a smoke run); BENCH_ONLY=<section> (psi, nodes, audit, catalog, purchase) runs one.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["psi", "audit", "catalog", "purchase"]
+SECTIONS = ["psi", "nodes", "audit", "catalog", "purchase"]
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,12 @@ def _bench_env(database_url: str, var_dir: Path) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(48),  # production settings refuse the public embedded key
         "SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1; every other production setting stays on
         "LOG_LEVEL": "ERROR",
         # One token drives the whole load: a per-token limit of 120/min would answer 429 after two seconds.
         "API_RATE_READ": "",
-        "CELERY_BROKER_URL": "memory://",  # outbox rows are written; nothing sends them to a chain
+        "CELERY_BROKER_URL": "memory://",  # requests to nodes are queued here; no node runs for a read bench
         "CHAIN_DEV_FUNDING": "0",
         "PYTHONUNBUFFERED": "1",
     }
@@ -253,10 +255,13 @@ def seed() -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
+    from eth_account import Account
 
-    from marketplace.models import Product
+    from compute.models import Node, StoredTable
+    from compute.node.tables import table_meta
+    from compute.tabular import table_parse
+    from marketplace.models import Dataset, Product
     from marketplace.services.catalog import (
-        dataset_import,
         product_contribute,
         product_contribution_decide,
         product_create,
@@ -268,13 +273,23 @@ def seed() -> dict[str, Any]:
     rng = random.Random(2026)  # noqa: S311 - reproducible bench data, not security
     providers = [organisation_create(slug=f"bench-{name}", name=f"Bench {name.title()}", is_provider=True,
                                      is_consumer=False) for name in ("acme", "beta", "gamma", "delta")]
+    for organisation in providers:
+        # Enrolled as a node would enrol (public keys, chain address); no node process runs for a read bench.
+        Node.objects.filter(pk=organisation.node_id).update(
+            status=Node.Status.ENROLLED, sealing_public_key=secrets.token_hex(32),
+            signing_public_key=secrets.token_hex(32), chain_address=Account.create().address)
+        organisation.node.refresh_from_db()
     datasets = {}
     for organisation in providers:
         rows = "\n".join(f"{organisation.slug}-{n},{rng.choice(['north', 'south'])},{rng.randint(0, 9)}"
                          for n in range(500))
-        datasets[organisation.slug] = dataset_import(
-            organisation=organisation, name=f"{organisation.name} customers", id_column="customer_id",
-            data=f"customer_id,region,score\n{rows}\n".encode(), actor="bench")
+        # The catalog is read only: the metadata a node would report is written directly (no node runs here).
+        name = f"{organisation.name} customers"
+        meta = table_meta(table_parse(f"customer_id,region,score\n{rows}\n".encode(), id_column="customer_id"),
+                          table_id=str(uuid.uuid4()), name=name)
+        table = StoredTable.objects.create(node=organisation.node, **meta)
+        datasets[organisation.slug] = Dataset.objects.create(id=table.id, organisation=organisation, table=table,
+                                                             name=name)
     reader = organisation_create(slug="bench-reader", name="Bench Reader", is_provider=False, is_consumer=True)
     _, issued = member_create(organisation=reader, username="bench-reader", role="owner",
                               password=secrets.token_urlsafe(16))

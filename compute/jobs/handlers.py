@@ -152,7 +152,8 @@ def _table_imported(node: Node, message: Message) -> None:
                  payload={"node": node.slug, "rows": table.row_count, "fingerprint": table.fingerprint,
                           "asset_id": table.chain_asset_id, "register_tx": table.register_tx},
                  parties=[node.slug])
-    transaction.on_commit(lambda: table_import_finished.send(sender=StoredTable, table=table, request=request))
+    # Inside the transaction: the dataset appears together with the import's "imported" (never one alone).
+    table_import_finished.send(sender=StoredTable, table=table, request=request)
 
 
 def _request_failed(node: Node, message: Message) -> None:
@@ -165,7 +166,7 @@ def _request_failed(node: Node, message: Message) -> None:
             request.save(update_fields=["status", "error", "updated_at"])
             audit_record(actor=f"node:{node.slug}", action="table.import_failed", subject=f"table:{request.id}",
                          payload={"reason": reason}, parties=[node.slug])
-            transaction.on_commit(lambda: table_import_finished.send(sender=StoredTable, table=None, request=request))
+            table_import_finished.send(sender=StoredTable, table=None, request=request)
     elif kind == "result.export":
         ResultExport.objects.filter(id=request_id, node=node, status=ResultExport.Status.SEALING).update(
             status=ResultExport.Status.FAILED, error=reason[:2000], updated_at=timezone.now())

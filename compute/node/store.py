@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS tables (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, meta TEXT NOT NULL, created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS processed (nonce TEXT PRIMARY KEY, kind TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS processed_at ON processed (at);
 CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, messages TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS outputs_at ON outputs (at);
 CREATE TABLE IF NOT EXISTS peers (slug TEXT PRIMARY KEY, signing_public TEXT NOT NULL, sealing_public TEXT NOT NULL);
 """
 
@@ -84,6 +86,15 @@ class NodeStore:
     def processed_add(self, nonce: str, kind: str) -> None:
         with self._connection() as db:
             db.execute("INSERT OR IGNORE INTO processed (nonce, kind, at) VALUES (?, ?, ?)", (nonce, kind, time.time()))
+
+    def prune(self, *, older_than: float) -> int:
+        """Forget processed nonces and recorded outputs older than ``older_than`` seconds: a message that
+        old is refused anyway (its sent_at), so neither can be needed again. Returns the rows removed."""
+        cutoff = time.time() - older_than
+        with self._connection() as db:
+            removed = db.execute("DELETE FROM processed WHERE at < ?", (cutoff,)).rowcount
+            removed += db.execute("DELETE FROM outputs WHERE at < ?", (cutoff,)).rowcount
+        return int(removed)
 
     # Peers --------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from celery import Celery
 
 from compute.messages import node_queue
 from compute.node.keys import NodeKeys, keystore_open, node_secret_from_env
-from compute.node.runtime import NodeRuntime
+from compute.node.runtime import MESSAGE_MAX_AGE_SECONDS, NodeRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,13 @@ def node_open(home: Path) -> NodeKeys:
 
 
 def _heartbeat(runtime: NodeRuntime, token: str, stop: threading.Event) -> None:
+    """Say hello regularly (the marketplace shows the node online) and forget what is too old to matter."""
     while not stop.is_set():
         try:
             runtime.hello(enrol_token=token)
         except Exception:  # noqa: BLE001 - the broker may be down for a while; keep trying
             logger.warning("node %s: heartbeat not sent", runtime.slug, exc_info=True)
+        runtime.store.prune(older_than=MESSAGE_MAX_AGE_SECONDS + 3600)
         stop.wait(HEARTBEAT_SECONDS)
 
 

@@ -16,7 +16,7 @@ from audit.merkle import leaf_hash, merkle_root
 from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.services import chain_write_request, table_import_request
-from compute.models import StoredTable, TableImport
+from compute.models import Node, StoredTable, TableImport
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
 
@@ -223,6 +223,8 @@ def product_transition(*, product: Product, organisation: Organisation, status: 
     if status == Product.Status.PUBLISHED and product.contributions.filter(accepted=False).exists():
         raise Conflict("Accept or reject the pending contributions before publishing.")
     if status == Product.Status.PUBLISHED and not product.chain_asset_id:
+        if product.provider.node.status != Node.Status.ENROLLED:
+            raise Conflict("Your node has not enrolled yet: start it with its enrolment token, then publish.")
         # The provider's node registers the product under its own account (asset ids are owner-bound).
         node = product.provider.node
         local_text = f"product:{product.id}"

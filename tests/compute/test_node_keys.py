@@ -60,3 +60,4 @@ def test_the_node_command_refuses_to_start_with_the_wrong_secret_in_one_line(tmp
         assert run.stderr.strip().splitlines() == [run.stderr.strip()] and message in run.stderr
     listed = _node("tables", "--home", str(home), secret="the-right-node-secret")
     assert listed.returncode == 0 and listed.stdout == ""
+

@@ -33,8 +33,10 @@ def upload_start(client: APIClient, name: str, data: bytes, *, id_column: str = 
 
 def wait_import(client: APIClient, dataset_id: str, *, timeout: float = 60) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        body = client.get(f"/api/datasets/{dataset_id}/").json()
-        return body if body.get("status") != "importing" else None
+        response = client.get(f"/api/datasets/{dataset_id}/")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        return body if body["status"] != "importing" else None
 
     return wait_for(done, timeout=timeout)
 

@@ -134,3 +134,20 @@ def test_it_answers_422_when_an_idempotency_key_is_reused_for_another_quote(make
     assert Order.objects.filter(quote_id=second["id"]).count() == 0
     missing_key = client.post("/api/orders/create/", {"quote": second["id"]}, format="json")
     assert missing_key.status_code == 400 and "Idempotency-Key" in missing_key.json()["message"]
+
+
+def test_it_refuses_to_publish_before_the_providers_node_has_enrolled(make_party):
+    from compute.models import Node
+    from marketplace.models import Product
+    from tests.marketplace.api_flow import upload
+    from tests.marketplace.data import provider_csv
+
+    provider = make_party("prov-unenrolled", provider=True)
+    client = client_for(provider.token)
+    dataset = upload(client, "p", provider_csv(["A1", "A2", "A3"]))
+    Node.objects.filter(slug="prov-unenrolled").update(status=Node.Status.AWAITING)
+    response = client.post("/api/products/create/", {
+        "datasets": [dataset["id"]], "publish": True, "title": "Too early", "description": "", "purposes": ["research"],
+        "base_price": 100, "price_per_match": 2, "quota": 3, "validity_days": 30}, format="json")
+    assert response.status_code == 409 and "has not enrolled" in response.json()["message"]
+    assert not Product.objects.filter(title="Too early").exists()
