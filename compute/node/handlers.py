@@ -84,6 +84,9 @@ def handle_result_export(node: NodeRuntime, message: Message) -> list[dict[str, 
         raise ComputeError("The buyer's public key is not hex.") from exc
     if len(public_key) != 32:
         raise ComputeError("The buyer's public key is not an X25519 key (32 bytes).")
+    if node.result_keys is not None and public_key.hex() not in node.result_keys:
+        raise ComputeError("This node seals results only to the keys its organisation lists (NODE_RESULT_KEYS); "
+                           "that key is not one of them.")
     sealed = table_sealed_for(tables_union(node, tables), public_key=public_key)
     return [node.to_marketplace("result.sealed", {"request": str(body.get("request", "")), "sealed": b64(sealed)})]
 

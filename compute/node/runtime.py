@@ -61,6 +61,9 @@ class NodeRuntime:
     keys: NodeKeys
     app: Celery | None = None
     chain_factory: Callable[[NodeRuntime], Any] | None = None
+    # The keys results may be sealed to (NODE_RESULT_KEYS); None: any key the marketplace relays. An
+    # organisation that does not trust the operator to relay its buyers' keys honestly lists its own.
+    result_keys: frozenset[str] | None = None
     store: NodeStore = field(init=False)
     vault: Vault = field(init=False)
 

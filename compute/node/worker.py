@@ -56,6 +56,15 @@ def node_app(*, broker_url: str, queue: str) -> Celery:
     return app
 
 
+def result_keys_from_env() -> frozenset[str] | None:
+    """NODE_RESULT_KEYS: comma-separated X25519 public keys (hex) that results may be sealed to."""
+    listed = [key.strip().lower() for key in os.environ.get("NODE_RESULT_KEYS", "").split(",") if key.strip()]
+    for key in listed:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise SystemExit(f"node: NODE_RESULT_KEYS holds {key!r}, which is not a 64-hex-digit public key.")
+    return frozenset(listed) if listed else None
+
+
 def node_open(home: Path) -> NodeKeys:
     return keystore_open(home=home, secret=node_secret_from_env())
 
@@ -79,7 +88,7 @@ def node_run(*, home: Path, concurrency: int, pool: str = "prefork") -> None:
         raise SystemExit("node: set CELERY_BROKER_URL to the shared broker.")
     queue = node_queue(keys.slug)
     app = node_app(broker_url=broker_url, queue=queue)
-    runtime = NodeRuntime(home=home, keys=keys, app=app)
+    runtime = NodeRuntime(home=home, keys=keys, app=app, result_keys=result_keys_from_env())
     from compute.node.tasks import runtime_register
 
     runtime_register(runtime)

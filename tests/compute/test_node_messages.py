@@ -193,3 +193,22 @@ def test_a_job_held_in_the_broker_runs_once_delivered(make_party, post):
     post.release()
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.result_cardinality == 10
+
+
+def test_a_node_seals_results_only_to_the_keys_its_organisation_lists(make_party, post):
+    world = _bought(make_party, "keys")
+    seen = run_purchase(world["provider"].token, world["consumer"].token,
+                        *overlapping_ids(provider=30, consumer=12, overlap=6))
+    buyer_node = node_runtime(world["consumer"].organisation.node.slug)
+    buyer_node.result_keys = frozenset({"ab" * 32})
+    try:
+        refused = world["buyer"].post(f"/api/orders/{seen['order']['id']}/result/", {"public_key": "cd" * 32},
+                                      format="json")
+        assert refused.status_code == 202
+        answer = world["buyer"].get(f"/api/orders/{seen['order']['id']}/result/").json()
+        assert answer["status"] == "failed" and "NODE_RESULT_KEYS" in answer["error"] and answer["sealed"] is None
+        allowed = world["buyer"].post(f"/api/orders/{seen['order']['id']}/result/", {"public_key": "ab" * 32},
+                                      format="json")
+        assert allowed.json()["status"] == "ready"
+    finally:
+        buyer_node.result_keys = None
