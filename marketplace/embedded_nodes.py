@@ -20,6 +20,7 @@ from django.conf import settings
 from compute.jobs.identity import marketplace_public_key
 from compute.jobs.services import node_enrol_token_issue
 from compute.models import Node
+from compute.node.worker import ENROL_TOKEN_FILE
 
 
 class EmbeddedNodes:
@@ -53,8 +54,13 @@ class EmbeddedNodes:
         return [sys.executable, "-m", "compute.node", *args]
 
     def ensure(self, node: Node) -> None:
-        """Give an organisation's node its home and keys (once) and start it."""
+        """Give an organisation's node its home and keys (once) and start it; a node the marketplace does not
+        know as enrolled (a new database) gets a fresh enrolment token."""
         home = self.home(node.slug)
+        if (home / "node-keys.json").exists() and node.status == Node.Status.AWAITING:
+            token_file = home / ENROL_TOKEN_FILE
+            token_file.write_text(node_enrol_token_issue(node=node))
+            token_file.chmod(0o600)
         if not (home / "node-keys.json").exists():
             self.directory.mkdir(parents=True, exist_ok=True)
             secret_file = self._secret_file(node.slug)

@@ -114,6 +114,9 @@ def keystore_open(*, home: Path, secret: str | None) -> NodeKeys:
         document = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise NodeSecretError(f"No node keys at {path}: run `python -m compute.node init` first.") from exc
+    if "kdf" not in document or "wrapped" not in document:
+        raise NodeSecretError(f"{path} is not a keystore of this version (keys wrapped under the node's own "
+                              "secret); initialise the node afresh in a new home.")
     slug = document["slug"]
     kek = _kek(secret, bytes.fromhex(document["kdf"]["salt"]))
     try:

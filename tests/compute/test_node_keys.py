@@ -61,3 +61,10 @@ def test_the_node_command_refuses_to_start_with_the_wrong_secret_in_one_line(tmp
     listed = _node("tables", "--home", str(home), secret="the-right-node-secret")
     assert listed.returncode == 0 and listed.stdout == ""
 
+
+
+def test_it_says_plainly_that_a_keystore_of_the_old_platform_wrapped_kind_cannot_be_opened(tmp_path):
+    (tmp_path / "node-keys.json").write_text(json.dumps({"slug": "acme", "sealing_public": "00" * 32,
+                                                         "vault_key": "00", "sealing_private": "00"}))
+    with pytest.raises(NodeSecretError, match="not a keystore of this version"):
+        keystore_open(home=tmp_path, secret="a-long-node-secret-1")
