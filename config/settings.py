@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.request_limits.RequestSizeLimitMiddleware",  # first: an oversized body is never read
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -125,8 +126,15 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(20 * 1024 * 1024)))
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Request bodies: every route takes at most REQUEST_MAX_BYTES; the dataset import, whose sealed file
+# (50 MB at most) travels as base64 in JSON, REQUEST_IMPORT_MAX_BYTES. Checked before a body is read.
+REQUEST_MAX_BYTES = int(env("REQUEST_MAX_BYTES", str(1024 * 1024)))
+REQUEST_IMPORT_MAX_BYTES = int(env("REQUEST_IMPORT_MAX_BYTES", str(70 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_IMPORT_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+# The API's JSON: how deep a document may nest and how many values it may hold (checked before decoding).
+JSON_MAX_DEPTH = int(env("JSON_MAX_DEPTH", "32"))
+JSON_MAX_ITEMS = int(env("JSON_MAX_ITEMS", "100000"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -137,6 +145,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "marketplace.openapi.MarketplaceAutoSchema",
     "EXCEPTION_HANDLER": "marketplace.exception_handler.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "marketplace.request_limits.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

@@ -160,10 +160,12 @@ class MeApi(APIView):
 class DatasetListApi(APIView):
     permission_classes = [IsMarketplaceMember]
 
-    @extend_schema(responses=DatasetOutput(many=True))
+    @extend_schema(operation_id="datasets_list", parameters=[*CappedLimitOffsetPagination.parameters()],
+                   responses=paginated_serializer(DatasetOutput))
     def get(self, request: Request) -> Response:
         organisation = selectors.user_organisation(request.user)
-        return Response(DatasetOutput(selectors.dataset_list(organisation=organisation)[:500], many=True).data)
+        return paginated_response(queryset=selectors.dataset_list(organisation=organisation),
+                                  serializer_class=DatasetOutput, request=request, view=self)
 
 
 class DatasetImportOutput(serializers.Serializer):
@@ -428,10 +430,12 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 class OrderListApi(APIView):
     permission_classes = [IsMarketplaceMember]
 
-    @extend_schema(responses=OrderOutput(many=True))
+    @extend_schema(operation_id="orders_list", parameters=[*CappedLimitOffsetPagination.parameters()],
+                   responses=paginated_serializer(OrderOutput))
     def get(self, request: Request) -> Response:
         organisation = selectors.user_organisation(request.user)
-        return Response(OrderOutput(selectors.order_list(organisation=organisation)[:200], many=True).data)
+        return paginated_response(queryset=selectors.order_list(organisation=organisation),
+                                  serializer_class=OrderOutput, request=request, view=self)
 
 
 class OrderCreateApi(APIView):

@@ -112,14 +112,15 @@ def test_it_answers_in_the_shape_the_schema_documents(world):
 
 def test_it_refuses_a_body_larger_than_the_upload_limit(world):
     client = client_for(world.provider.token)
-    limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = django_settings.REQUEST_MAX_BYTES
     huge_json = json.dumps({"datasets": [world.provider_dataset["id"]], "title": "x" * (limit + 1),
                             "purposes": ["research"], "base_price": 1, "price_per_match": 1})
     products_before = Product.objects.count()
 
     response = client.post("/api/products/create/", huge_json, content_type="application/json")
 
-    assert response.status_code in {400, 413}, response.status_code
+    assert response.status_code == 413, response.status_code
+    assert set(response.json()) == {"message", "extra"}
     assert Product.objects.count() == products_before
 
 
