@@ -11,6 +11,7 @@ from typing import Any
 import django
 from celery import Celery
 
+from compute.broker_fs import TRANSPORT as FILESYSTEM_TRANSPORT
 from compute.messages import node_queue
 from compute.node.keys import NodeKeys, keystore_open, node_secret_from_env
 from compute.node.runtime import MESSAGE_MAX_AGE_SECONDS, NodeRuntime
@@ -48,6 +49,7 @@ def node_app(*, broker_url: str, queue: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=broker_options(broker_url),
+        broker_transport=FILESYSTEM_TRANSPORT if broker_url.startswith("filesystem://") else None,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
     )
