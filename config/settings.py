@@ -84,8 +84,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        # Persistent connections save a connect per request behind gunicorn; 0 (the default) closes each.
-        conn_max_age=int(env("DB_CONN_MAX_AGE", "0")),
+        # Persistent connections (checked before reuse) save a connect per request: ~3x the catalog's
+        # throughput on PostgreSQL (docs/benchmarks.md). On by default in production (DEBUG off); the
+        # embedded mode's SQLite gains nothing from them.
+        conn_max_age=int(env("DB_CONN_MAX_AGE", "0" if DEBUG else "600")),
         conn_health_checks=True,
     )
 }
@@ -182,22 +184,40 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery: node tasks go to the queue `node.<slug>`; everything else to `celery`.
+# Celery: node tasks go to the queue `node.<slug>`, chain writes to `chain` (a slow chain never holds the
+# slots that relay node messages), everything else to `celery`. Every task is acknowledged only once it
+# ran, and a task whose worker died is delivered again: each handler is idempotent (QUALITY 12).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+# How soon a consumer sees a new message: the broker's polling period (filesystem) in seconds.
+BROKER_POLL_SECONDS = float(env("BROKER_POLL_SECONDS", "0.02"))
+# Redis and other brokers with a visibility timeout: a message taken by a worker that died is delivered
+# again after this many seconds. Longer than the longest step (a 1M x 1M PSI step: ~80 s).
+BROKER_VISIBILITY_TIMEOUT = int(env("BROKER_VISIBILITY_TIMEOUT", "300"))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     _broker_dir.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT = "compute.broker_fs:AtomicFilesystemTransport"  # whole messages or none
+    # Whole messages or none, and a message taken by a process that died is delivered again.
+    CELERY_BROKER_TRANSPORT = "compute.broker_fs:AtomicFilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "store_processed": False,
         "control_folder": str(_broker_dir / "control"),
+        "polling_interval": BROKER_POLL_SECONDS,
     }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ACKS_LATE = False
+CHAIN_QUEUE = "chain"
+CELERY_TASK_ROUTES = {
+    "audit.chain.tasks.outbox_process_task": {"queue": CHAIN_QUEUE},
+    "audit.chain.tasks.outbox_sweep_task": {"queue": CHAIN_QUEUE},
+    "audit.tasks.audit_anchor_task": {"queue": CHAIN_QUEUE},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -236,8 +256,10 @@ MARKETPLACE_SIGNING_KEY = env("MARKETPLACE_SIGNING_KEY", "")
 EMBEDDED_NODES = env_bool("EMBEDDED_NODES", False)
 # A node that has not said hello for this long is shown as offline (nodes say hello every ~20 s).
 NODE_OFFLINE_SECONDS = int(env("NODE_OFFLINE_SECONDS", "60"))
-# A job that has not moved for this long fails with the reason (a party's node is down or gone).
-JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "120"))
+# A job that has not moved for this long fails with the reason (a party's node is down or gone), and
+# the buyer is refunded. Longer than BROKER_VISIBILITY_TIMEOUT: a step whose node died gets its chance
+# to be delivered again first.
+JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "600"))
 # Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).
 AUDIT_PARTY_RESOLVER = env("AUDIT_PARTY_RESOLVER", "marketplace.selectors.user_audit_parties")
 

@@ -156,17 +156,23 @@ def celery_worker_process(ganache_url: str) -> Iterator[Callable[[list[str]], su
             "VAR_DIR": str(settings.VAR_DIR),
         }
         log = open(Path(settings.VAR_DIR) / "worker-test.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "celery",
-             "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
-        )
-        started.append(process)
+        process = worker_start(env, log, queue="celery", concurrency=2)
+        # Chain writes have their own worker, as in every deployment: a slow chain never holds node relays.
+        start.chain_worker = worker_start(env, log, queue=settings.CHAIN_QUEUE, concurrency=1)  # type: ignore[attr-defined]
         slugs = [queue.removeprefix("node.") for queue in queues if queue.startswith("node.")]
         for slug in slugs:
             start_node(slug)
         wait_for(lambda: Node.objects.filter(slug__in=slugs, status=Node.Status.ENROLLED).count() == len(slugs),
                  timeout=60)
+        return process
+
+    def worker_start(env: dict[str, str], log: Any, *, queue: str, concurrency: int) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-n", f"{queue}@%h",
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+        )
+        started.append(process)
         return process
 
     def start_node(slug: str) -> subprocess.Popen[bytes]:

@@ -29,14 +29,16 @@ def django_setup() -> None:
 
 
 def broker_options(broker_url: str) -> dict[str, Any]:
-    """Transport options: kombu's filesystem broker needs the shared folder (NODE_BROKER_FOLDER)."""
+    """Transport options: kombu's filesystem broker needs the shared folder (NODE_BROKER_FOLDER); other
+    brokers deliver a message taken by a node that died again after BROKER_VISIBILITY_TIMEOUT seconds."""
     if not broker_url.startswith("filesystem://"):
-        return {}
+        return {"visibility_timeout": int(os.environ.get("BROKER_VISIBILITY_TIMEOUT", "300"))}
     folder = os.environ.get("NODE_BROKER_FOLDER", "")
     if not folder:
         raise SystemExit("node: a filesystem:// broker needs NODE_BROKER_FOLDER (the broker's shared folder).")
     return {"data_folder_in": folder, "data_folder_out": folder, "store_processed": False,
-            "control_folder": str(Path(folder) / "control")}
+            "control_folder": str(Path(folder) / "control"),
+            "polling_interval": float(os.environ.get("BROKER_POLL_SECONDS", "0.02"))}
 
 
 def node_app(*, broker_url: str, queue: str) -> Celery:
