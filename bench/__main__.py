@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark and write their sections into docs/benchmarks.md.
 
-BENCH_QUICK=1 runs small sizes (a smoke run); BENCH_ONLY=<section> (psi, nodes, audit, catalog, purchase) runs one.
+BENCH_QUICK=1 runs small sizes (a smoke run, written to docs/benchmarks-quick.md); BENCH_ONLY=<section>
+(psi, nodes, audit, catalog, purchase, latency) runs one and replaces only its own section of the file.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["psi", "nodes", "audit", "catalog", "purchase"]
+SECTIONS = ["psi", "nodes", "audit", "catalog", "purchase", "latency"]
 
 
 def main() -> int:
@@ -29,17 +30,34 @@ def main() -> int:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Ratios are against baselines measured in the same run.",
         "",
     ]
+    sections = []
     for name in names:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"bench.{name}")
-        parts.append(module.run().rstrip())
-        parts.append("")
+        sections.append(module.run().rstrip())
     target = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
     if os.environ.get("BENCH_QUICK") == "1":
         target = target.with_name("benchmarks-quick.md")
-    target.write_text("\n".join(parts) + "\n")
+    if only and target.exists():
+        target.write_text(section_replace(target.read_text(), sections[0]))
+    else:
+        target.write_text("\n".join(parts + [part + "\n" for part in sections]))
     print(f"wrote {target}")
     return 0
+
+
+def section_replace(document: str, section: str) -> str:
+    """``document`` with the section of the same "## " heading as ``section`` replaced (or appended)."""
+    heading = section.splitlines()[0]
+    chunks = document.rstrip("\n").split("\n## ")
+    head, rest = chunks[0], ["## " + chunk for chunk in chunks[1:]]
+    for index, chunk in enumerate(rest):
+        if chunk.splitlines()[0] == heading:
+            rest[index] = section
+            break
+    else:
+        rest.append(section)
+    return "\n\n".join([head.rstrip("\n"), *[chunk.rstrip("\n") for chunk in rest]]) + "\n"
 
 
 if __name__ == "__main__":

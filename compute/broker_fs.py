@@ -99,7 +99,7 @@ class AtomicFilesystemChannel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
-    def _get(self, queue: Any) -> Any:
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
         """Claim the oldest message of ``queue``: it stays on disk until it is acknowledged."""
         now = monotonic()
         if now - self._reclaimed_at > RECLAIM_SECONDS:

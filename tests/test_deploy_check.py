@@ -45,3 +45,18 @@ def test_production_settings_refuse_to_start_on_the_public_default_key(tmp_path)
         )
         assert result.returncode != 0
         assert "set SECRET_KEY to a long random value of your own" in result.stderr
+
+
+def test_production_settings_keep_database_connections_with_health_checks(tmp_path):
+    """The catalog reaches its measured throughput only with persistent connections: production gets
+    them without reading the benchmark notes; the embedded mode keeps one connection per request."""
+    script = ("import django; django.setup(); from django.conf import settings as s; "
+              "d = s.DATABASES['default']; print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])")
+    base = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "DB_CONN_MAX_AGE"}} | {
+        "DJANGO_SETTINGS_MODULE": "config.settings", "VAR_DIR": str(tmp_path),
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/any"}
+    production = base | {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "market.example"}
+    answers = [subprocess.run([sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env, capture_output=True,
+                              text=True, timeout=60, check=True).stdout.split()
+               for env in (production, base | {"DEBUG": "1"})]
+    assert answers == [["600", "True"], ["0", "True"]]

@@ -27,7 +27,8 @@ class BrokerTap:
     """Records every message pushed to the Redis broker (MONITOR), to check what crossed it."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
+        # No read timeout: MONITOR is silent while nothing happens (redis-py 8 times out after 5 s).
+        self.client = redis.Redis.from_url(url, socket_timeout=None)
         self.payloads: list[str] = []
         self._thread = threading.Thread(target=self._listen, daemon=True)
 
