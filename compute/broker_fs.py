@@ -23,6 +23,7 @@ Single host only (process ids are checked locally), like the embedded mode itsel
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -131,10 +132,8 @@ class AtomicFilesystemChannel(filesystem.Channel):
     def _claim_drop(self, delivery_tag: Any) -> None:
         claimed = self._claims.pop(delivery_tag, None)
         if claimed is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(claimed)
-            except FileNotFoundError:
-                pass
 
     def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple=multiple)
