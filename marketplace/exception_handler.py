@@ -1,19 +1,30 @@
 """One handler turns every domain, validation and permission error into
 `{"message": ..., "extra": ...}` with the right status."""
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
+from audit.chain.errors import ChainUnavailable
 from audit.services import audit_record
 from marketplace.exceptions import ApplicationError
 
 DENIED_STATUSES = {403, 404}
+# When a client may ask again after the chain did not answer: the outbox retries its writes on about
+# this scale too, and a paused node is usually back within it.
+CHAIN_RETRY_AFTER_SECONDS = 10
+# A deadlock, a serialization failure or a dropped connection rolled the failing transaction back; the
+# client may send the same request again (with its idempotency key, where the call takes one).
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+logger = logging.getLogger(__name__)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -50,6 +61,22 @@ def _denial_record(request: Any, response: Response) -> None:
 def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status)
+    if isinstance(exc, ChainUnavailable):
+        # A read that needs the chain (e.g. a grant's usage): a clear, retryable answer, never a 500.
+        return Response(
+            {"message": "The chain is not answering; try again shortly.",
+             "extra": {"retry_after": CHAIN_RETRY_AFTER_SECONDS}},
+            status=503, headers={"Retry-After": str(CHAIN_RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, OperationalError):
+        logger.warning("Request %s rolled back by the database: %s", _request_line(context), exc)
+        set_rollback()
+        return Response(
+            {"message": "The database could not complete the request (busy or briefly away); try again. "
+                        "A request sent again with the same Idempotency-Key takes effect at most once.",
+             "extra": {"retry_after": DATABASE_RETRY_AFTER_SECONDS}},
+            status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     if isinstance(exc, Http404):
@@ -65,6 +92,11 @@ def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         response.data = {"message": str(detail), "extra": {}}
     return response
+
+
+def _request_line(context: dict[str, Any]) -> str:
+    request = context.get("request")
+    return f"{request.method} {request.path}" if request is not None else "(unknown)"
 
 
 def _validation_summary(errors: Any) -> str:

@@ -192,7 +192,11 @@ def order_list(*, organisation: Organisation) -> QuerySet[Order]:
 
 
 def order_grants_usage(*, order: Order) -> list[dict[str, Any]]:
-    """Each grant of the order with its usage read from the chain (the chain is the meter)."""
+    """Each grant of the order with its usage read from the chain (the chain is the meter).
+
+    Raises ChainUnavailable when the chain does not answer within CHAIN_RPC_TIMEOUT: the API answers
+    503 with Retry-After, the order page says "pending on chain"; neither waits longer.
+    """
     usage = []
     for grant in order.grants.select_related("provider"):
         state = grant_state(bytes.fromhex(grant.grant_id.removeprefix("0x")))

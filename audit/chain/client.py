@@ -6,28 +6,35 @@ import threading
 from django.conf import settings
 from web3 import Web3
 
-# Seconds one JSON-RPC request may take before the node counts as unavailable.
-RPC_TIMEOUT = 10
+# Seconds one JSON-RPC request may take before the node counts as unavailable, where the settings do
+# not say (a node's own settings): short, so that a chain that does not answer fails a web read fast.
+DEFAULT_RPC_TIMEOUT = 5.0
 
-_clients: dict[str, Web3] = {}
+_clients: dict[tuple[str, float], Web3] = {}
 _chain_ids: dict[str, int] = {}
 _lock = threading.Lock()
 
 
+def rpc_timeout() -> float:
+    """Seconds one JSON-RPC request may take (`settings.CHAIN_RPC_TIMEOUT`)."""
+    return float(getattr(settings, "CHAIN_RPC_TIMEOUT", DEFAULT_RPC_TIMEOUT))
+
+
 def web3_client() -> Web3:
-    """A Web3 for `settings.CHAIN_RPC_URL` as it is now (tests repoint it), one per URL."""
-    url = settings.CHAIN_RPC_URL
-    client = _clients.get(url)
+    """A Web3 for `settings.CHAIN_RPC_URL` and `CHAIN_RPC_TIMEOUT` as they are now (tests change them),
+    one per pair."""
+    key = (settings.CHAIN_RPC_URL, rpc_timeout())
+    client = _clients.get(key)
     if client is None:
         with _lock:
-            client = _clients.get(url)
+            client = _clients.get(key)
             if client is None:
                 # No provider-level retries: the outbox owns retrying, and a down node must fail fast.
                 provider = Web3.HTTPProvider(
-                    url, request_kwargs={"timeout": RPC_TIMEOUT}, exception_retry_configuration=None
+                    key[0], request_kwargs={"timeout": key[1]}, exception_retry_configuration=None
                 )
                 client = Web3(provider)
-                _clients[url] = client
+                _clients[key] = client
     return client
 
 

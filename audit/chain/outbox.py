@@ -3,15 +3,21 @@
 A row goes PENDING → SENT (signed raw tx and hash committed *before* it is sent) → CONFIRMED or
 FAILED. Processing is idempotent: a worker claims a row with a conditional UPDATE; a row that was
 signed is only ever re-sent byte for byte, so a crash or a retry cannot put a second tx on chain.
+
+Only a refusal is final: a revert, or arguments that cannot be encoded. Anything that may pass by
+itself (the chain node down or slow, the database locked or its connection gone, a time limit) leaves
+the row PENDING or SENT and raises, so that the task retries with backoff. When even releasing the
+row fails, its claim lapses after `claim_lease()` and the sweep takes it again.
 """
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
@@ -20,6 +26,7 @@ from web3 import Web3
 from audit.chain.accounts import chain_account_signer
 from audit.chain.contracts import contract as deployed_contract
 from audit.chain.errors import ChainError, ChainRevert, ChainUnavailable
+from audit.chain.rpc import TRANSIENT as RPC_TRANSIENT
 from audit.chain.rpc import rpc_guard
 from audit.chain.signals import outbox_confirmed, outbox_failed
 from audit.chain.transactions import (
@@ -39,6 +46,15 @@ logger = logging.getLogger(__name__)
 OPEN = (ChainOutbox.Status.PENDING, ChainOutbox.Status.SENT)
 # Rows untouched this long are picked up by the sweep (their task was lost or gave up).
 SWEEP_AGE = timedelta(seconds=5)
+# Open rows untouched this long are shown to the operator as stuck (beside every FAILED row).
+STUCK_AGE = timedelta(minutes=1)
+
+# The database busy ("database is locked" on SQLite, a deadlock or a dropped connection on PostgreSQL).
+DATABASE_TRANSIENT: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# Failures that may pass by themselves: the row is released and processed again later, never FAILED.
+TRANSIENT: tuple[type[Exception], ...] = (
+    ChainUnavailable, *DATABASE_TRANSIENT, *RPC_TRANSIENT, SoftTimeLimitExceeded,
+)
 
 
 def claim_lease() -> timedelta:
@@ -81,11 +97,33 @@ def _release(outbox_id: int, **changes: Any) -> None:
     ChainOutbox.objects.filter(pk=outbox_id).update(claimed_until=None, updated_at=timezone.now(), **changes)
 
 
+def _release_for_retry(outbox_id: int, error: BaseException) -> None:
+    """Give the row back, still open, with the reason; the database may be what failed, so a failure
+    here is only logged: the claim then lapses at its lease and the sweep takes the row again."""
+    try:
+        _release(outbox_id, last_error=_reason(error))
+    except DATABASE_TRANSIENT as db_error:
+        logger.warning("outbox %s not released (%s); the sweep takes it once its claim lapses", outbox_id, db_error)
+
+
+def _unclaim(outbox_id: int) -> None:
+    try:
+        ChainOutbox.objects.filter(pk=outbox_id, claimed_until__isnull=False).update(claimed_until=None)
+    except DATABASE_TRANSIENT as db_error:
+        logger.warning("outbox %s claim not ended (%s); it lapses at its lease", outbox_id, db_error)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) if isinstance(error, ChainUnavailable) else f"{type(error).__name__}: {error}"
+    return text[:2000]
+
+
 def outbox_process(*, outbox_id: int) -> ChainOutbox:
     """Bring the row (and the account's earlier open rows, in id order) to a final state.
 
-    Safe to call any number of times from any number of workers. Raises ChainUnavailable (the row
-    stays PENDING or SENT for a retry) when the node is down or the receipt is late.
+    Safe to call any number of times from any number of workers. Raises one of TRANSIENT (the row
+    stays PENDING or SENT for a retry) when the node is down, the receipt is late, or the database
+    or a time limit interrupted the work.
     """
     row = ChainOutbox.objects.get(pk=outbox_id)
     if row.status in OPEN:
@@ -100,6 +138,57 @@ def outbox_process(*, outbox_id: int) -> ChainOutbox:
     return ChainOutbox.objects.get(pk=outbox_id)
 
 
+def outbox_stuck(*, now: datetime | None = None) -> Q:
+    """Rows an operator should look at: open and untouched for STUCK_AGE, or FAILED."""
+    cutoff = (now or timezone.now()) - STUCK_AGE
+    return Q(status__in=OPEN, updated_at__lt=cutoff) | Q(status=ChainOutbox.Status.FAILED)
+
+
+def _names_with_subclasses(classes: tuple[type[BaseException], ...]) -> frozenset[str]:
+    names: set[str] = set()
+    pending = list(classes)
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ not in names:
+            names.add(cls.__name__)
+            pending.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
+def outbox_failed_transiently(row: ChainOutbox) -> bool:
+    """Whether a FAILED row failed on something that passes by itself (its reason names a TRANSIENT
+    error: rows failed so before such errors were retried, e.g. "OperationalError: database is locked")."""
+    name = row.last_error.split(":", 1)[0].strip()
+    return row.status == ChainOutbox.Status.FAILED and name in _names_with_subclasses(TRANSIENT)
+
+
+def outbox_retry(*, outbox_id: int, actor: str) -> bool:
+    """Queue the row's processing now, for an operator; returns whether it was queued.
+
+    Allowed: an open row (PENDING or SENT) is queued as it is; a claim another worker holds is kept
+    (processing skips the row until the claim ends, so two workers never sign one row). A FAILED row
+    is reopened only if it failed on a transient error (outbox_failed_transiently): it goes back to
+    SENT when it holds signed bytes (they are re-sent as they are, never signed again) and to PENDING
+    otherwise. A row that was reverted or had unusable arguments stays FAILED: the chain or the
+    encoder would refuse it again. CONFIRMED rows are left alone.
+    """
+    with transaction.atomic():
+        row = ChainOutbox.objects.select_for_update().get(pk=outbox_id)
+        if row.status == ChainOutbox.Status.FAILED:
+            if not outbox_failed_transiently(row):
+                return False
+            reopened = ChainOutbox.Status.SENT if row.raw_tx else ChainOutbox.Status.PENDING
+            ChainOutbox.objects.filter(pk=row.pk).update(
+                status=reopened, updated_at=timezone.now(),
+                last_error=f"reopened by {actor} after: {row.last_error}"[:2000],
+            )
+        elif row.status not in OPEN:
+            return False
+        transaction.on_commit(lambda: _task_queue(row.pk), robust=True)
+    logger.info("outbox %s queued again by %s", outbox_id, actor)
+    return True
+
+
 def outbox_sweep(*, older_than: timedelta = SWEEP_AGE) -> int:
     """Process every open row untouched for `older_than`; return how many accounts were swept."""
     stale = (
@@ -111,8 +200,8 @@ def outbox_sweep(*, older_than: timedelta = SWEEP_AGE) -> int:
     for group in stale:
         try:
             outbox_process(outbox_id=group["last"])
-        except ChainUnavailable as error:
-            logger.warning("outbox sweep stopped: %s", error)
+        except TRANSIENT as error:
+            logger.warning("outbox sweep stopped: %s", _reason(error))
             break
         swept += 1
     return swept
@@ -123,7 +212,7 @@ def _process_claimed(pk: int) -> None:
         _process_row(pk)
     finally:
         # Whatever happened, the claim ends with this call (a no-op when a final state released it).
-        ChainOutbox.objects.filter(pk=pk, claimed_until__isnull=False).update(claimed_until=None)
+        _unclaim(pk)
 
 
 def _process_row(pk: int) -> None:
@@ -137,15 +226,15 @@ def _process_row(pk: int) -> None:
                 return
             row.refresh_from_db()
         _send_and_confirm(row)
-    except ChainUnavailable as error:
-        _release(pk, last_error=str(error)[:2000])
-        raise
     except ChainRevert as revert:
         _settle_revert(ChainOutbox.objects.get(pk=pk), revert)
+    except TRANSIENT as error:
+        _release_for_retry(pk, error)
+        raise
     except Exception as error:
         # Not transient and not a revert (bad arguments, a rejected tx): stop here, visibly.
         logger.exception("outbox %s failed", pk)
-        _finish_failed(ChainOutbox.objects.get(pk=pk), reason=f"{type(error).__name__}: {error}")
+        _finish_failed(ChainOutbox.objects.get(pk=pk), reason=_reason(error))
 
 
 def _sign_and_store(row: ChainOutbox) -> None:

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from frontend.forms import QuoteRequestForm, cents_of, form_error_from
+from frontend.views.chain_reads import asset_registered
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, product_search_messages
@@ -136,8 +137,17 @@ def _product_page(
         "on_sale": product.status == Product.Status.PUBLISHED,
         "is_lead": product.provider_id == organisation.id,
         "is_contributor": organisation.id in providers,
+        "registration": _registration(product),
     }
     return render(request, "frontend/product_detail.html", context, status=status)
+
+
+def _registration(product: Product) -> str:
+    """The product's chain registration: "registered" once its provider's node wrote it; "pending" while
+    that write is open or the chain cannot be read; "" before the product was first published."""
+    if not product.chain_asset_id:
+        return ""
+    return "registered" if asset_registered(product.chain_asset_id) else "pending"
 
 
 def _quote_form(organisation: Organisation, product: Product, data: dict | None = None) -> QuoteRequestForm:

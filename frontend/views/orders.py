@@ -11,12 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from audit.chain.errors import ChainError
 from compute.models import Job
 from frontend.templatetags.marketplace_ui import cents
+from frontend.views.chain_reads import chain_read
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.models import Order, Organisation
+from marketplace.models import Order, OrderGrant, Organisation
 from marketplace.selectors import order_get, order_get_as_buyer, order_grants_usage, order_list
 from marketplace.services.orders import order_cancel, order_grant_revoke, order_job_start
 
@@ -79,21 +79,25 @@ def _is_provider(organisation: Organisation, order: Order) -> bool:
 
 
 def _grants(organisation: Organisation, order: Order) -> tuple[list[dict[str, Any]], str]:
-    """Each grant with its usage read from the chain (one call per grant); an unreachable chain is said."""
-    try:
-        usage = {row["grant_id"]: row for row in order_grants_usage(order=order)}
-        chain_error = ""
-    except ChainError:
-        usage, chain_error = {}, "The chain cannot be reached right now; usage will show when it is back."
+    """Each grant with its usage read from the chain (one call per grant). A grant whose write its
+    provider's node has not confirmed yet, or any grant while the chain cannot be read, is shown as
+    pending on chain, with a line that says which."""
+    usage_rows = chain_read(lambda: order_grants_usage(order=order))
+    chain_error = "" if usage_rows is not None else (
+        "The chain cannot be reached right now; usage is pending on chain and will show when it is back.")
+    usage = {row["grant_id"]: row for row in usage_rows or []}
     rows = []
     for grant in order.grants.select_related("provider", "contribution__dataset"):
         on_chain = usage.get(grant.grant_id)
+        written = on_chain is not None and on_chain["on_chain"]
         rows.append({
             "grant": grant,
             "dataset": grant.contribution.dataset,
-            "usage": on_chain if on_chain and on_chain["on_chain"] else None,
+            "usage": on_chain if written else None,
             "revoked": grant.revoked or bool(on_chain and on_chain["revoked"]),
             "mine": grant.provider_id == organisation.id,
+            "pending_on_chain": grant.status == OrderGrant.Status.PENDING or (
+                grant.status == OrderGrant.Status.CONFIRMED and not written),
         })
     return rows, chain_error
 
