@@ -6,6 +6,10 @@ generated here once. The marketplace (web process, its settings and database) ne
 machine under one user the file permissions are the only wall, so a real deployment runs each node on its
 organisation's own host (docs/deployment.md). A node registered after start-up (``/register/``) is
 enrolled and started by ``poll``.
+
+Each node runs under the runner's `Supervisor`, in a process group of its own: a node that exits is
+restarted by the supervisor within the same budget as every other child (and past it the stack stops),
+so ``poll`` only starts the nodes of organisations it has not started yet.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import os
 import secrets
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -21,13 +26,22 @@ from compute.jobs.identity import marketplace_public_key
 from compute.jobs.services import node_enrol_token_issue
 from compute.models import Node
 from compute.node.worker import ENROL_TOKEN_FILE
+from marketplace.supervisor import StopOrder, Supervisor, group_popen
+
+# A node finishes the step in hand on SIGTERM (Celery's warm shutdown); past this it is killed, and the
+# broker delivers the step again.
+NODE_STOP_TIMEOUT = 10.0
 
 
 class EmbeddedNodes:
-    def __init__(self, *, directory: Path, log_dir: Path) -> None:
+    def __init__(self, *, directory: Path, log_dir: Path, supervisor: Supervisor | None = None) -> None:
         self.directory = Path(directory)
         self.log_dir = Path(log_dir)
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.supervisor = supervisor if supervisor is not None else Supervisor()
+
+    @staticmethod
+    def child_name(slug: str) -> str:
+        return f"node {slug}"
 
     def home(self, slug: str) -> Path:
         return self.directory / slug
@@ -76,15 +90,17 @@ class EmbeddedNodes:
         self.start(node.slug)
 
     def start(self, slug: str) -> None:
-        running = self.processes.get(slug)
-        if running is not None and running.poll() is None:
+        """Run the node under the supervisor (once: from then on the supervisor restarts it)."""
+        name = self.child_name(slug)
+        if name in self.supervisor:
             return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"node-{slug}.log", "ab")  # noqa: SIM115 - lives as long as the node
-        self.processes[slug] = subprocess.Popen(  # noqa: S603 - fixed command line
-            self._command("run", "--home", str(self.home(slug)), "--concurrency", "1"),
-            env=self.environment(slug), stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
-        )
+        log_path = self.log_dir / f"node-{slug}.log"
+        self.supervisor.start(name, partial(self._launch, slug, log_path), stop_order=StopOrder.NODES,
+                              stop_timeout=NODE_STOP_TIMEOUT, log_path=log_path)
+
+    def _launch(self, slug: str, log_path: Path) -> subprocess.Popen[bytes]:
+        return group_popen(self._command("run", "--home", str(self.home(slug)), "--concurrency", "1"),
+                           log_path=log_path, env=self.environment(slug), cwd=Path(settings.BASE_DIR))
 
     def import_file(self, slug: str, *, path: Path, name: str, id_column: str) -> None:
         """Import a file on the node, as its organisation would from its own host."""
@@ -95,23 +111,11 @@ class EmbeddedNodes:
         )
 
     def poll(self) -> list[str]:
-        """Start the nodes of organisations registered since, and restart any node that stopped; returns
-        the slugs (re)started."""
+        """Start the nodes of organisations registered since; returns their slugs. (A node that stopped is
+        the supervisor's to restart.)"""
         started = []
         for node in Node.objects.order_by("slug"):
-            process = self.processes.get(node.slug)
-            if process is None or process.poll() is not None:
+            if self.child_name(node.slug) not in self.supervisor:
                 self.ensure(node)
                 started.append(node.slug)
         return started
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -1,4 +1,5 @@
-"""Start and stop a local Ganache chain as a child process (embedded mode and tests)."""
+"""Start and stop a local Ganache chain as a child process (embedded mode and tests), and tell whether a
+chain that is already running is the one the deployment record describes."""
 from __future__ import annotations
 
 import json
@@ -93,3 +94,20 @@ def ganache_stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
     except ProcessLookupError:
         pass
+
+
+def chain_matches_deployment() -> bool:
+    """Whether the chain at CHAIN_RPC_URL is the one recorded in CHAIN_DEPLOYMENTS_DIR: a record for its
+    chain id, of the current contract sources, with code at every recorded address. A chain that passes
+    already holds this marketplace's contracts (say, its Ganache restarted by hand); any other may be
+    someone else's, and deploying onto it would write there."""
+    # Imported here: starting and stopping Ganache needs none of web3, which is slow to import.
+    from audit.chain.client import chain_id
+    from audit.chain.contracts import _record_is_live, deployment_read
+    from audit.chain.errors import ChainError
+
+    try:
+        record = deployment_read()
+        return bool(record) and record.get("chainId") == chain_id() and _record_is_live(record)
+    except ChainError:
+        return False
