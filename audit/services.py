@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from audit.chain.accounts import chain_account_operator
@@ -399,12 +399,28 @@ def audit_entry_verify(*, entry_id: int) -> EntryVerification:
 
 def audit_chain_verify() -> LogVerification:
     """Verify the whole log: every entry's hash and links in sequence order, every batch's root
-    against its stored entries and the chain, and the chain head."""
+    against its stored entries and the chain, and the chain head.
+
+    The log grows while it is read: the head is read first and the walk stops at it (entries appended
+    after it are left to the next verification), and on PostgreSQL all of it is read from one snapshot.
+    SQLite's transactions here take the write lock, so there the walk relies on the head alone."""
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        return _log_verify()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _log_verify()
+
+
+def _log_verify() -> LogVerification:
     report = LogVerification(status="verified")
     problems = report.problems
     expected_seq, expected_prev = 1, GENESIS_HASH
     batched_through = 0  # the last sequence number held by a batch
+    head = AuditChainHead.objects.filter(pk=1).first()
     chained = AuditEntry.objects.filter(seq__isnull=False).order_by("seq")
+    if head is not None:
+        chained = chained.filter(seq__lte=head.seq)
     for row in chained.values_list(*ROW_FIELDS, named=True).iterator(chunk_size=5000):
         report.entries += 1
         if row.seq != expected_seq:
@@ -418,10 +434,17 @@ def audit_chain_verify() -> LogVerification:
         else:
             batched_through = row.seq
         expected_seq, expected_prev = row.seq + 1, row.entry_hash
-    head = AuditChainHead.objects.filter(pk=1).first()
     if head is not None and (head.seq != expected_seq - 1 or head.last_hash != expected_prev):
         problems.append(f"log head: the chain head is at #{head.seq} but the last stored entry is "
                         f"#{expected_seq - 1} (entries deleted at the end)")
+    if head is not None:
+        # An entry past the head is either appended since the head was read (the head has moved on by
+        # now: entries and head commit together) or written outside the log.
+        beyond = AuditEntry.objects.filter(seq__gt=head.seq).aggregate(last=models.Max("seq"))["last"]
+        now = AuditChainHead.objects.filter(pk=1).values_list("seq", flat=True).first()
+        if beyond is not None and (now is None or now < beyond):
+            problems.append(f"log head: entries up to #{beyond} lie beyond the chain head at #{now} "
+                            "(written outside the log)")
     report.unchained_entries = AuditEntry.objects.filter(seq__isnull=True).count()
     unsealed_early = AuditEntry.objects.filter(batch__isnull=True, seq__lt=batched_through).count()
     if unsealed_early:

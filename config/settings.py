@@ -224,6 +224,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "audit-anchor": {"task": "audit.tasks.audit_anchor_task", "schedule": float(env("AUDIT_ANCHOR_INTERVAL", "30"))},
     "job-sweep": {"task": "compute.jobs.tasks.job_sweep_task", "schedule": float(env("JOB_SWEEP_INTERVAL", "15"))},
+    "settlement-sweep": {
+        "task": "marketplace.tasks.settlement_sweep_task",
+        "schedule": float(env("SETTLEMENT_SWEEP_INTERVAL", "30")),
+    },
     "outbox-sweep": {
         "task": "audit.chain.tasks.outbox_sweep_task",
         "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20")),
@@ -232,6 +236,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # Chain
 CHAIN_RPC_URL = env("CHAIN_RPC_URL", "http://127.0.0.1:8545")
+CHAIN_RPC_TIMEOUT = float(env("CHAIN_RPC_TIMEOUT", "5"))  # seconds per JSON-RPC call: a silent chain fails reads fast
 # Ganache's first deterministic account: the platform operator on the dev chain (deploys, anchors).
 CHAIN_OPERATOR_KEY = env(
     "CHAIN_OPERATOR_KEY", "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
@@ -260,6 +265,8 @@ NODE_OFFLINE_SECONDS = int(env("NODE_OFFLINE_SECONDS", "60"))
 # the buyer is refunded. Longer than BROKER_VISIBILITY_TIMEOUT: a step whose node died gets its chance
 # to be delivered again first.
 JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "600"))
+# A finished job whose order is still unsettled this long after is settled by the sweep (its settlement was lost).
+SETTLEMENT_GRACE_SECONDS = float(env("SETTLEMENT_GRACE_SECONDS", "30"))
 # Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).
 AUDIT_PARTY_RESOLVER = env("AUDIT_PARTY_RESOLVER", "marketplace.selectors.user_audit_parties")
 

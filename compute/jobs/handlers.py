@@ -231,8 +231,8 @@ def _job_progress(node: Node, message: Message) -> None:
 
 
 def _job_succeeded(node: Node, message: Message) -> None:
-    job = Job.objects.select_for_update().select_related("consumer_table__node", "provider_table__node").get(
-        id=message.job)
+    job = Job.objects.select_for_update(of=("self",)).select_related(
+        "consumer_table__node", "provider_table__node").get(id=message.job)
     if job.is_finished:
         return
     cardinality = int(message.body.get("cardinality", 0))

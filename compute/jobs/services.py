@@ -178,9 +178,8 @@ def job_parties(job: Job) -> list[str]:
 def job_fail(*, job_id: str, reason: str) -> None:
     """Mark a job FAILED with a reason a person can read (idempotent)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("consumer_table__node", "provider_table__node").get(
-            id=job_id
-        )
+        job = Job.objects.select_for_update(of=("self",)).select_related(
+            "consumer_table__node", "provider_table__node").get(id=job_id)
         if job.is_finished:
             return
         job.status = Job.Status.FAILED

@@ -215,7 +215,7 @@ def product_fingerprint(product: Product) -> str:
 @transaction.atomic
 def product_transition(*, product: Product, organisation: Organisation, status: str, actor: str) -> Product:
     """Move a product through its lifecycle; publishing the first time registers it on chain."""
-    product = Product.objects.select_for_update().select_related("provider__node").get(id=product.id)
+    product = Product.objects.select_for_update(of=("self",)).select_related("provider__node").get(id=product.id)
     if product.provider_id != organisation.id:
         raise PermissionDenied("Only the product's lead provider can change its status.")
     if status not in TRANSITIONS.get(Product.Status(product.status), set()):

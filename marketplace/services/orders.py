@@ -41,6 +41,12 @@ def _request_digest(quote_id: str) -> str:
     return hashlib.sha256(json.dumps({"quote": str(quote_id)}).encode()).hexdigest()
 
 
+def _order_locked(order_id: Any) -> Order:
+    """Lock the order row only (`of=self`): locking the joined buyer and provider rows too made two
+    orders of one provider wait on each other and deadlock under load."""
+    return Order.objects.select_for_update(of=("self",)).select_related("buyer", "product__provider").get(id=order_id)
+
+
 def _transition(order: Order, status: str, *, actor: str, payload: dict | None = None) -> None:
     previous = order.status
     order.status = status
@@ -145,7 +151,7 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
 def order_grant_confirmed(*, order_grant_id: int) -> Order:
     """A grant is on chain; once all of the order's grants are, fulfilment starts (idempotent)."""
     grant = OrderGrant.objects.select_for_update().get(id=order_grant_id)
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=grant.order_id)
+    order = _order_locked(grant.order_id)
     if grant.status == OrderGrant.Status.PENDING:
         grant.status = OrderGrant.Status.CONFIRMED
         grant.save(update_fields=["status"])
@@ -163,7 +169,7 @@ def order_grant_confirmed(*, order_grant_id: int) -> Order:
 def order_grant_failed(*, order_grant_id: int, reason: str) -> Order:
     """The chain refused a grant: the order fails, the buyer is refunded, other grants are revoked."""
     grant = OrderGrant.objects.select_for_update().get(id=order_grant_id)
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=grant.order_id)
+    order = _order_locked(grant.order_id)
     grant.status = OrderGrant.Status.FAILED
     grant.save(update_fields=["status"])
     if order.status != Order.Status.PAID:
@@ -181,7 +187,7 @@ def order_job_start(*, order: Order, organisation: Organisation, actor: str) -> 
     if order.buyer_id != organisation.id:
         raise NotFound("Order not found.")
     with transaction.atomic():
-        locked = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order.id)
+        locked = _order_locked(order.id)
         if locked.status not in {Order.Status.FULFILLING, Order.Status.FULFILLED}:
             raise ApplicationError(f"The order is {locked.status}; no job can run under it.")
         return _run_start(locked, actor=actor)
@@ -221,7 +227,7 @@ def order_job_finished(*, job_id: str) -> Order | None:
     link = OrderJob.objects.filter(job_id=job_id).first()
     if link is None:
         return None
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=link.order_id)
+    order = _order_locked(link.order_id)
     if order.status != Order.Status.FULFILLING or link.run != 1:
         return order
     first_run = list(order.order_jobs.filter(run=1).select_related("job", "grant__provider"))
@@ -289,7 +295,7 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempo
     """
     if len(idempotency_key) > 200:
         raise ApplicationError("An Idempotency-Key has at most 200 characters.")
-    order = Order.objects.select_for_update().select_related("buyer", "product__provider").get(id=order.id)
+    order = _order_locked(order.id)
     if order.buyer_id != organisation.id:
         raise PermissionDenied("Only the buyer can cancel an order.")
     if idempotency_key and order.status == Order.Status.CANCELLED and order.cancel_idempotency_key == idempotency_key:

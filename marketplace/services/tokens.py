@@ -83,7 +83,7 @@ def api_token_create(
 @transaction.atomic
 def api_token_revoke(*, token: ApiToken, actor: str) -> ApiToken:
     """Revoke a token: the next request that presents it gets 401."""
-    locked = ApiToken.objects.select_for_update().select_related("member__organisation").get(pk=token.pk)
+    locked = ApiToken.objects.select_for_update(of=("self",)).select_related("member__organisation").get(pk=token.pk)
     if locked.revoked_at is not None:
         raise Conflict("This token is already revoked.", {"revoked_at": locked.revoked_at.isoformat()})
     locked.revoked_at = timezone.now()

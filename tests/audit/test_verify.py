@@ -155,6 +155,35 @@ def test_it_detects_the_last_entry_deleted_before_sealing():
     assert any(p.startswith(head_problem) for p in log.problems)
 
 
+def test_it_detects_an_entry_written_past_the_head():
+    record(3)
+    stray = audit_record(actor="user:7", action="job.step", subject="job:9", payload={}, parties=["acme"])
+    raw_sql("UPDATE audit_auditentry SET seq = (SELECT seq FROM audit_auditchainhead WHERE id = 1) + 1 "
+            "WHERE id = %s", [stray.pk])
+    log = audit_chain_verify()
+    assert log.status == "tampered"
+    assert any(p.startswith("log head: entries up to #") and "beyond the chain head" in p for p in log.problems)
+
+
+def test_entries_appended_while_it_reads_are_left_to_the_next_verification(monkeypatch):
+    record(4)
+    from audit import services
+
+    real = services._row_problems
+    appended: list[int] = []
+
+    def append_once(row):  # the log grows while the walk is under way, as under live traffic
+        if not appended:
+            appended.extend(entry.pk for entry in record(2))
+        return real(row)
+
+    monkeypatch.setattr(services, "_row_problems", append_once)
+    log = audit_chain_verify()
+    assert appended and log.status != "tampered", log.problems
+    monkeypatch.undo()
+    assert audit_chain_verify().status != "tampered"
+
+
 def test_it_detects_reordered_rows():
     entries, batch = anchored_batch()
     first, second = entries[1], entries[2]
