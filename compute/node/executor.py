@@ -21,7 +21,13 @@ from compute.exceptions import ComputeError, GrantRefused, ReleaseRejected
 from compute.messages import Message, b64
 from compute.node.runtime import MessageRefused, NodeRuntime, open_sealed
 from compute.node.tables import table_load, table_local_id, table_store
-from compute.protocols.psi import PsiClientState, psi_client_blind, psi_client_finish, psi_server_respond
+from compute.protocols.psi import (
+    PsiClientState,
+    psi_client_blind,
+    psi_client_finish,
+    psi_server_hash,
+    psi_server_respond,
+)
 from compute.protocols.registry import protocol_step_role, protocol_steps
 from compute.tabular import Table
 
@@ -129,9 +135,20 @@ def _respond(node: NodeRuntime, spec: dict[str, Any], request: bytes) -> list[di
                                                       units=int(spec.get("units", 1)))
         except ChainRevert as exc:
             raise GrantRefused(f"The chain refused to consume the grant: {exc}") from exc
-    table = table_load(node, table_id)
-    answer = psi_server_respond(request, [value.encode() for value in table.ids()], mode=_MODES[spec["protocol"]])
+    answer = psi_server_respond(request, hashed=_hashed_ids(node, table_id, meta), mode=_MODES[spec["protocol"]])
     return _next(node, spec, 2, answer, detail)
+
+
+def _hashed_ids(node: NodeRuntime, table_id: str, meta: dict[str, Any]) -> bytes:
+    """The table's ids hashed to the curve, computed once per table version and kept in the vault
+    (encrypted like the table: the points can be tested against guessed ids)."""
+    name = f"psi-points-{table_id}-{str(meta.get('fingerprint', ''))[:32]}"
+    try:
+        return node.vault.get(name)
+    except FileNotFoundError:
+        hashed = psi_server_hash([value.encode() for value in table_load(node, table_id).ids()])
+        node.vault.put(name, hashed)
+        return hashed
 
 
 def _finish(node: NodeRuntime, spec: dict[str, Any], response: bytes) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ the object's name bound as associated data so that a file cannot be swapped for 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from compute.crypto.cipher import aead_decrypt, aead_encrypt
@@ -24,7 +25,8 @@ class Vault:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         blob = aead_encrypt(data, key=self._key, aad=f"{self._slug}/{name}".encode())
-        temporary = path.with_suffix(".tmp")
+        # A temporary name of this writer's own: two processes writing one object never mix their bytes.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         with open(temporary, "wb") as handle:
             handle.write(blob)
             handle.flush()

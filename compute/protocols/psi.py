@@ -12,6 +12,13 @@ Duplicates are removed before blinding: equal ids would give equal points and re
 Messages are packed bytes: a 14-byte header (magic, kind, mode, two counts), then 33-byte compressed
 points. Scalar multiplication is libsecp256k1's (through coincurve); ``workers > 1`` spreads hashing and
 multiplication over forked processes.
+
+Precomputation (``psi_server_hash``): H(y) does not depend on any key, so the server may hash its
+distinct ids once per table version and keep the points (as secret as the ids: H is public, so the
+points can be tested against guessed ids) beside the table; each job still draws a fresh b. Nothing a
+peer sees changes: the response is b·H(y), shuffled, under a key used once. A key kept per table version
+would save the multiplication too, but would make one buyer's responses comparable across jobs and
+across buyers, so it is not done.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
 DST = b"DATAXCHANGE-PSI-V1-secp256k1_XMD:SHA-256_SSWU_RO_"
 MODES = ("intersection", "cardinality")
 POINT_SIZE = 33
+_HASHED_SIZE = 65  # precomputed H(y), uncompressed
 _HEADER = struct.Struct(">4sBBII")  # magic, kind, mode, count of client points, count of server points
 _MAGIC = b"DXPS"
 _KIND_REQUEST, _KIND_RESPONSE = 1, 2
@@ -105,8 +113,13 @@ def _distinct(ids: Sequence[bytes]) -> list[bytes]:
     return list(dict.fromkeys(bytes(item) for item in ids))
 
 
-def _split(packed: bytes) -> list[bytes]:
-    return [packed[i : i + POINT_SIZE] for i in range(0, len(packed), POINT_SIZE)]
+def _split(packed: bytes, size: int = POINT_SIZE) -> list[bytes]:
+    return [packed[i : i + size] for i in range(0, len(packed), size)]
+
+
+def _hash(ids: Sequence[bytes]) -> bytes:
+    """H(id) for each id, packed uncompressed (parsed later without a square root)."""
+    return b"".join(hash_to_curve_many(ids, DST, compressed=False))
 
 
 # --- Work units: module-level so that pool workers can run them ------------------------------------
@@ -117,10 +130,11 @@ def _hash_and_blind(ids: Sequence[bytes], key: bytes) -> bytes:
     return b"".join(multiply_many(hash_to_curve_many(ids, DST, compressed=False), key))
 
 
-def _blind(packed: bytes, key: bytes) -> bytes:
-    """key · P for each packed 33-byte point P, packed; PsiError if one is not a valid point."""
+def _blind(packed: bytes, key: bytes, size: int = POINT_SIZE) -> bytes:
+    """key · P for each packed point P of ``size`` bytes (33 compressed, 65 uncompressed), packed
+    compressed; PsiError if one is not a valid point."""
     try:
-        return b"".join(multiply_many(_split(packed), key))
+        return b"".join(multiply_many(_split(packed, size), key))
     except InvalidPoint as exc:
         raise PsiError(f"The message holds an invalid curve point (item {exc.index} of its chunk).") from None
 
@@ -155,9 +169,13 @@ def _hash_and_blind_tasks(ids: Sequence[bytes], key: bytes, workers: int) -> lis
     return [(_hash_and_blind, (ids[start:end], key)) for start, end in _chunks(len(ids), workers)]
 
 
-def _blind_tasks(packed: bytes, key: bytes, workers: int) -> list:
-    count = len(packed) // POINT_SIZE
-    return [(_blind, (packed[start * POINT_SIZE : end * POINT_SIZE], key)) for start, end in _chunks(count, workers)]
+def _blind_tasks(packed: bytes, key: bytes, workers: int, size: int = POINT_SIZE) -> list:
+    count = len(packed) // size
+    return [(_blind, (packed[start * size : end * size], key, size)) for start, end in _chunks(count, workers)]
+
+
+def _hash_tasks(ids: Sequence[bytes], workers: int) -> list:
+    return [(_hash, (ids[start:end],)) for start, end in _chunks(len(ids), workers)]
 
 
 # --- Messages --------------------------------------------------------------------------------------
@@ -198,28 +216,49 @@ def psi_client_blind(
     return state, _HEADER.pack(_MAGIC, _KIND_REQUEST, 0, len(distinct), 0) + blinded
 
 
-def psi_server_respond(message: bytes, server_ids: Sequence[bytes], *, mode: str, workers: int = 1) -> bytes:
+def psi_server_hash(server_ids: Sequence[bytes], *, workers: int = 1) -> bytes:
+    """The server's precomputation: H(y) for its distinct ids, packed as 65-byte uncompressed points.
+    Keep it as secret as the ids themselves, and compute it again when the ids change."""
+    return b"".join(_run_all(_hash_tasks(_distinct(server_ids), workers), workers))
+
+
+def psi_server_respond(message: bytes, server_ids: Sequence[bytes] | None = None, *, mode: str,
+                       hashed: bytes | None = None, workers: int = 1) -> bytes:
     """Step 2 (server): re-blind the client's points and blind its own shuffled distinct ids.
 
-    In "cardinality" mode the re-blinded client points are shuffled too, so the client learns only how
-    many of its ids matched, not which. The server's scalar is drawn here and forgotten on return.
+    The server's ids come either as ``server_ids`` or as their precomputation ``hashed``
+    (``psi_server_hash``), which saves hashing them again. In "cardinality" mode the re-blinded client
+    points are shuffled too, so the client learns only how many of its ids matched, not which. The
+    server's scalar is drawn here and forgotten on return.
     """
     if mode not in _MODE_CODES:
         raise PsiError(f"Unknown PSI mode {mode!r}; expected one of {MODES}.")
+    if (server_ids is None) == (hashed is None):
+        raise PsiError("Give the server's ids or their precomputed points, one of the two.")
     _, count, _, body = _parse(message, _KIND_REQUEST)
     key = _new_scalar()
     shuffle = secrets.SystemRandom().shuffle
-    distinct = _distinct(server_ids)
-    shuffle(distinct)
     client_tasks = _blind_tasks(body, key, workers)
-    results = _run_all(client_tasks + _hash_and_blind_tasks(distinct, key, workers), workers)
+    if hashed is None:
+        distinct = _distinct(server_ids or [])
+        shuffle(distinct)
+        server_tasks = _hash_and_blind_tasks(distinct, key, workers)
+        server_count = len(distinct)
+    else:
+        if len(hashed) % _HASHED_SIZE:
+            raise PsiError("The precomputed points are not whole 65-byte points.")
+        points = _split(hashed, _HASHED_SIZE)
+        shuffle(points)
+        server_tasks = _blind_tasks(b"".join(points), key, workers, _HASHED_SIZE)
+        server_count = len(points)
+    results = _run_all(client_tasks + server_tasks, workers)
     double_blinded = b"".join(results[: len(client_tasks)])
     server_blinded = b"".join(results[len(client_tasks) :])
     if mode == "cardinality":
         points = _split(double_blinded)
         shuffle(points)
         double_blinded = b"".join(points)
-    header = _HEADER.pack(_MAGIC, _KIND_RESPONSE, _MODE_CODES[mode], count, len(distinct))
+    header = _HEADER.pack(_MAGIC, _KIND_RESPONSE, _MODE_CODES[mode], count, server_count)
     return header + double_blinded + server_blinded
 
 

@@ -15,6 +15,7 @@ from compute.protocols.psi import (
     PsiError,
     psi_client_blind,
     psi_client_finish,
+    psi_server_hash,
     psi_server_respond,
 )
 
@@ -53,6 +54,30 @@ def test_it_finds_the_plain_intersection(client_ids, server_ids) -> None:
     assert result.mode == "intersection"
     assert result.indexes == _expected_indexes(client_ids, server_ids)
     assert result.cardinality == len(set(client_ids) & set(server_ids))
+
+
+@pytest.mark.parametrize("mode", ["intersection", "cardinality"])
+@pytest.mark.parametrize(("client_ids", "server_ids"), CASES.values(), ids=CASES.keys())
+def test_the_servers_precomputed_points_give_the_same_answer(client_ids, server_ids, mode) -> None:
+    hashed = psi_server_hash(server_ids)
+    assert len(hashed) == 65 * len(set(server_ids))
+    state, request = psi_client_blind(client_ids)
+    response = psi_server_respond(request, hashed=hashed, mode=mode)
+    plain = psi_client_finish(state, psi_server_respond(request, server_ids, mode=mode))
+    assert psi_client_finish(state, response) == plain
+    # The ids themselves are nowhere in the points, and the response is blinded under a fresh key.
+    assert all(item not in hashed for item in server_ids if len(item) > 4)
+    assert psi_server_respond(request, hashed=hashed, mode=mode)[HEADER:] != response[HEADER:] or not server_ids
+
+
+def test_it_takes_the_ids_or_their_points_not_both_nor_neither() -> None:
+    _, request = psi_client_blind([b"a"])
+    with pytest.raises(PsiError, match="one of the two"):
+        psi_server_respond(request, [b"a"], hashed=psi_server_hash([b"a"]), mode="intersection")
+    with pytest.raises(PsiError, match="one of the two"):
+        psi_server_respond(request, mode="intersection")
+    with pytest.raises(PsiError, match="whole 65-byte points"):
+        psi_server_respond(request, hashed=b"\x04" * 64, mode="intersection")
 
 
 @pytest.mark.parametrize(("client_ids", "server_ids"), CASES.values(), ids=CASES.keys())
