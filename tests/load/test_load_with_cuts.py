@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
+import kombu.pools
 import psutil
 import pytest
 import redis
@@ -76,15 +77,16 @@ class OwnBroker:
 
 
 def _celery_broker_use(url: str) -> None:
-    """Point the test process's Celery app at ``url``: its conf, and no pooled connection to the old one."""
+    """Point the test process's Celery app at ``url``: its conf, and no pooled connection to the old one.
+
+    kombu keeps its pools in a registry keyed by connection: closing a pool without clearing the registry
+    would hand that closed pool back when the suite's broker is used again (every later test failed with
+    "Acquire on closed pool"), so the registry is reset too."""
     celery_app.conf.broker_url = url
-    pool = celery_app._pool
-    if pool is not None:
-        pool.force_close_all()
+    kombu.pools.reset()
     celery_app._pool = None
     amqp = celery_app.__dict__.get("amqp")
-    if amqp is not None and amqp._producer_pool is not None:
-        amqp._producer_pool.force_close_all()
+    if amqp is not None:
         amqp._producer_pool = None
 
 
