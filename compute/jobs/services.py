@@ -190,6 +190,9 @@ def job_fail(*, job_id: str, reason: str) -> None:
         job.save(update_fields=["status", "error", "finished_at", "progress", "updated_at"])
         audit_record(actor="system", action="job.failed", subject=f"job:{job.id}", payload={"reason": reason},
                      parties=job_parties(job))
+        # Each party's node deletes what it keeps for the job (the consumer's ids and secret scalar).
+        for node in {job.consumer_table.node, job.provider_table.node}:
+            node_send(node, kind="job.forget", body={}, job=str(job.id))
         transaction.on_commit(lambda: job_announce(job.id))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from audit.chain.errors import ChainRevert
 from compute.crypto.sealing import seal
 from compute.exceptions import ComputeError, GrantRefused, ReleaseRejected
-from compute.messages import Message, b64
+from compute.messages import MARKETPLACE, Message, b64
 from compute.node.runtime import MessageRefused, NodeRuntime, open_sealed
 from compute.node.tables import table_load, table_local_id, table_store
 from compute.protocols.psi import (
@@ -85,7 +85,24 @@ def _grant_active(node: NodeRuntime, spec: dict[str, Any]) -> Any:
 
 
 def _state_name(spec: dict[str, Any]) -> str:
-    return f"job-{spec['job']}-client"
+    return _job_state_name(spec["job"])
+
+
+def _job_state_name(job: str) -> str:
+    return f"job-{job}-client"
+
+
+def job_forget(node: NodeRuntime, message: Message) -> list[dict[str, Any]]:
+    """The marketplace says a job failed: delete what this node keeps for it (the consumer's saved ids
+    and secret scalar). Nothing is answered; a step of the job that arrives later fails for want of it."""
+    if message.sender != MARKETPLACE:
+        raise MessageRefused(f"Refused job.forget from {message.sender!r}: only the marketplace ends jobs.")
+    try:
+        job = str(uuid.UUID(message.job))
+    except ValueError as exc:
+        raise MessageRefused("Refused job.forget without a valid job id.") from exc
+    node.vault.delete(_job_state_name(job))
+    return []
 
 
 def _next(
@@ -157,6 +174,7 @@ def _finish(node: NodeRuntime, spec: dict[str, Any], response: bytes) -> list[di
     result = psi_client_finish(state, response)
     minimum = int(spec.get("min_cohort", 0))
     if 0 < result.cardinality < minimum:
+        node.vault.delete(_state_name(spec))  # final: nothing of the job is kept
         raise ReleaseRejected(f"Release rejected: the result has fewer than {minimum} records (minimum cohort).")
     outcome: dict[str, Any] = {"cardinality": result.cardinality}
     if spec["protocol"] == "psi":

@@ -9,7 +9,7 @@ from typing import Any
 from audit.chain.errors import ChainRevert
 from compute.exceptions import ComputeError
 from compute.messages import Message, b64
-from compute.node.executor import job_start, job_step
+from compute.node.executor import job_forget, job_start, job_step
 from compute.node.runtime import MessageRefused, NodeRuntime, open_sealed
 from compute.node.tables import table_import_bytes, table_local_id, table_sealed_for, tables_union
 
@@ -98,5 +98,6 @@ HANDLERS: dict[str, Callable[[NodeRuntime, Message], list[dict[str, Any]]]] = {
     "grant.revoke": handle_grant_revoke,
     "job.start": job_start,
     "job.step": job_step,
+    "job.forget": job_forget,
     "result.export": handle_result_export,
 }
