@@ -60,9 +60,10 @@ class _Node:
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def party(self, table: str) -> dict[str, str]:
-        """This node as a party of a job spec, exactly as compute.jobs.services._party writes it."""
-        return {"slug": self.slug, "table": self.tables[table], "sealing_public_key": self.keys.sealing_public.hex(),
+    def party(self, role: str, table: str) -> dict[str, str]:
+        """This node as a party of a job spec, exactly as compute.jobs.services._party_spec writes it."""
+        return {"role": role, "slug": self.slug, "table": self.tables[table], "grant_id": "",
+                "sealing_public_key": self.keys.sealing_public.hex(),
                 "signing_public_key": self.keys.signing_public.hex(), "chain_address": self.keys.chain_address}
 
 
@@ -99,8 +100,8 @@ def _job(app: Any, queue: Any, *, marketplace_private: bytes, consumer: _Node, p
     from compute.transport import message_send
 
     job = str(uuid.uuid4())
-    spec = {"job": job, "protocol": "psi_cardinality", "grant_id": "", "units": 1, "min_cohort": 3,
-            "parties": {"consumer": consumer.party(table), "provider": provider.party(table)}}
+    spec = {"job": job, "protocol": "psi_cardinality", "params": {}, "units": 1, "min_cohort": 3,
+            "parties": [consumer.party("consumer", table), provider.party("provider", table)]}
     signers = {node.slug: node.keys.signing_public for node in nodes}
     assert all(node.process is not None for node in nodes)
     cpu = {node.slug: cpu_seconds(node.process.pid) for node in nodes}  # type: ignore[union-attr]

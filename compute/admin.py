@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.admin import ReadOnlyAdmin
 from compute.jobs.services import job_fail
-from compute.models import Job, Node, NodeMessage, ResultExport, StoredTable, TableImport
+from compute.models import Job, JobParty, Node, NodeMessage, ResultExport, StoredTable, TableImport
 
 UNFINISHED = [Job.Status.PENDING, Job.Status.RUNNING]
 
@@ -54,12 +54,24 @@ class JobStalledFilter(admin.SimpleListFilter):
         return queryset.filter(status__in=UNFINISHED, updated_at__lt=cutoff)
 
 
+class JobPartyInline(admin.TabularInline):
+    model = JobParty
+    fields = ["position", "role", "table", "grant_id"]
+    readonly_fields = ["position", "role", "table", "grant_id"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = ["id", "protocol", "status", "step", "total_steps", "grant_id", "created_at", "updated_at",
+    list_display = ["id", "protocol", "caller", "status", "step", "total_steps", "created_at", "updated_at",
                     "finished_at"]
-    list_filter = [JobStalledFilter, "status", "protocol"]
-    search_fields = ["grant_id"]
+    list_filter = [JobStalledFilter, "status", "protocol", "caller"]
+    search_fields = ["parties__grant_id"]
+    inlines = [JobPartyInline]
     date_hierarchy = "created_at"
     actions = ["fail_and_refund"]
 

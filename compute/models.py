@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from compute.protocols.registry import PROTOCOLS
+
 
 class Node(models.Model):
     """An organisation's compute agent as the marketplace knows it: public keys and a chain address.
@@ -144,11 +146,8 @@ class NodeMessage(models.Model):
 
 
 class Job(models.Model):
-    """A privacy-preserving compute job between a consumer's node and a provider's node."""
-
-    class Protocol(models.TextChoices):
-        PSI = "psi", "Private set intersection"
-        PSI_CARDINALITY = "psi_cardinality", "Private intersection size"
+    """A privacy-preserving compute job among the nodes of its parties (``JobParty``: a role and a table
+    each), running a protocol of the registry (``compute.protocols.registry``)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -156,11 +155,17 @@ class Job(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    class Caller(models.TextChoices):
+        """Who asked for the job, so that its end is routed back by a typed key."""
+
+        QUOTE = "quote", "A quote's measurement"
+        ORDER = "order", "An order's run"
+        OTHER = "other", "Other"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    protocol = models.CharField(max_length=32, choices=Protocol.choices)
-    consumer_table = models.ForeignKey(StoredTable, on_delete=models.PROTECT, related_name="+")
-    provider_table = models.ForeignKey(StoredTable, on_delete=models.PROTECT, related_name="+")
-    grant_id = models.CharField(max_length=66, blank=True)
+    protocol = models.CharField(max_length=32, help_text="A name in the protocol registry.")
+    params = models.JSONField(default=dict, blank=True, help_text="The protocol's parameters, as it checked them.")
+    caller = models.CharField(max_length=16, choices=Caller.choices, default=Caller.OTHER)
     units = models.PositiveIntegerField(default=1)
     min_cohort = models.PositiveIntegerField(default=3, help_text="Release gate: smallest result released.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -168,6 +173,7 @@ class Job(models.Model):
     total_steps = models.PositiveSmallIntegerField(default=3)
     progress = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="What the protocol makes public of its result.")
     result_cardinality = models.PositiveIntegerField(null=True, blank=True)
     result_table = models.ForeignKey(
         StoredTable, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -184,13 +190,50 @@ class Job(models.Model):
         return f"{self.protocol} {self.id}"
 
     @property
-    def consumer_node(self) -> Node:
-        return self.consumer_table.node
+    def protocol_label(self) -> str:
+        spec = PROTOCOLS.get(self.protocol)
+        return spec.label if spec is not None else self.protocol
+
+    def party_list(self) -> list[JobParty]:
+        """The parties in their order (prefetch ``parties__table__node`` to read them without queries)."""
+        return sorted(self.parties.all(), key=lambda party: party.position)
+
+    def tables_of(self, role: str) -> list[StoredTable]:
+        return [party.table for party in self.party_list() if party.role == role]
+
+    def table_of(self, role: str) -> StoredTable:
+        """The table of the one party of ``role`` (the first, for a role of many)."""
+        tables = self.tables_of(role)
+        if not tables:
+            raise LookupError(f"job {self.id} has no {role}")
+        return tables[0]
 
     @property
-    def provider_node(self) -> Node:
-        return self.provider_table.node
+    def nodes(self) -> list[Node]:
+        return list({party.table.node_id: party.table.node for party in self.party_list()}.values())
 
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class JobParty(models.Model):
+    """One party of a job: the role it plays in the protocol, the table it brings, and the grant (issued
+    by that table's node) under which the table is used."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="parties")
+    position = models.PositiveSmallIntegerField()
+    role = models.CharField(max_length=32)
+    table = models.ForeignKey(StoredTable, on_delete=models.PROTECT, related_name="+")
+    grant_id = models.CharField(max_length=66, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="job_party_position_once")]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.table_id} of job {self.job_id}"
+
+    @property
+    def node(self) -> Node:
+        return self.table.node

@@ -109,7 +109,8 @@ class QuoteOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Quote
-        fields = ["id", "product", "buyer_dataset", "purpose", "status", "coverage", "breakdown", "shares",
+        fields = ["id", "product", "buyer_dataset", "purpose", "compute_type", "params", "status", "coverage",
+                  "breakdown", "shares",
                   "price", "error", "valid_until", "measurements", "created_at"]
 
 
@@ -290,6 +291,9 @@ class ProductCreateApi(APIView):
         quota = serializers.IntegerField(min_value=1, max_value=10**6, default=5)
         validity_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
         min_cohort = serializers.IntegerField(min_value=1, max_value=10**6, default=3)
+        compute_types = serializers.ListField(
+            child=serializers.CharField(max_length=32), required=False, max_length=10,
+            help_text="The protocols it sells (names from the protocol registry); all sold ones by default.")
         publish = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutput})
@@ -311,6 +315,7 @@ class ProductCreateApi(APIView):
             quota=values["quota"],
             validity_days=values["validity_days"],
             min_cohort=values["min_cohort"],
+            compute_types=values.get("compute_types"),
             publish=values["publish"],
             actor=_actor(request),
         )
@@ -395,6 +400,10 @@ class QuoteCreateApi(APIView):
         product = serializers.UUIDField()
         dataset = serializers.UUIDField(help_text="One of your own datasets: the ids to enrich.")
         purpose = serializers.ChoiceField(Product.Purpose.choices)
+        compute_type = serializers.CharField(
+            required=False, allow_blank=True, max_length=32,
+            help_text="One of the product's compute types (its first by default).")
+        params = serializers.DictField(required=False, help_text="The protocol's parameters, if it takes any.")
 
     @extend_schema(request=InputSerializer, responses={201: QuoteOutput})
     def post(self, request: Request) -> Response:
@@ -406,6 +415,8 @@ class QuoteCreateApi(APIView):
             product_id=str(data.validated_data["product"]),
             dataset_id=str(data.validated_data["dataset"]),
             purpose=data.validated_data["purpose"],
+            compute_type=data.validated_data.get("compute_type", ""),
+            params=data.validated_data.get("params") or {},
             actor=_actor(request),
         )
         quote.refresh_from_db()

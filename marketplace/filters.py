@@ -5,7 +5,13 @@ from typing import Any
 
 from rest_framework import serializers
 
+from compute.protocols.registry import protocols_sold
 from marketplace.models import Product
+
+
+def compute_type_choices() -> list[tuple[str, str]]:
+    """The compute types a product may sell, from the protocol registry."""
+    return [(spec.name, spec.label) for spec in protocols_sold()]
 
 # Each ordering ends on the primary key, so offset pages never repeat or skip a product on ties.
 PRODUCT_ORDERINGS: dict[str, tuple[str, ...]] = {
@@ -50,7 +56,7 @@ class ProductSearchInput(serializers.Serializer):
     category = _choice(Product.Category.choices, "category")
     tag = serializers.CharField(required=False, allow_blank=True, max_length=40,
                                 help_text="Products carrying this tag (tags are lower case).")
-    compute_type = _choice(Product.ComputeType.choices, "compute type")
+    compute_type = _choice(compute_type_choices(), "compute type")
     provider = serializers.SlugField(required=False, allow_blank=True, max_length=50,
                                      help_text="The lead provider's organisation slug.")
     price_min = _price("Lowest")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.jobs.services import job_create
+from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job, StoredTable
 from pricing.policy import ContributionMetrics, PriceQuote, price_quote
 
@@ -13,10 +13,10 @@ def coverage_measure_start(
 ) -> Job:
     """Start a PSI-cardinality job: the buyer learns how many of its ids the provider covers, nothing more."""
     return job_create(
-        protocol=Job.Protocol.PSI_CARDINALITY,
-        consumer_table=consumer_table,
-        provider_table=provider_table,
+        protocol="psi_cardinality",
+        parties=[PartyRequest("consumer", consumer_table), PartyRequest("provider", provider_table)],
         min_cohort=min_cohort,
+        caller=Job.Caller.QUOTE,
         actor=actor,
     )
 
@@ -30,8 +30,8 @@ def quote_price_from_jobs(
     for provider, dataset, job in jobs:
         if job.status != Job.Status.SUCCEEDED or job.result_cardinality is None:
             raise ValueError("a coverage job has not succeeded")
-        quality = job.provider_table.quality
-        query_size = job.consumer_table.row_count
+        quality = job.table_of("provider").quality
+        query_size = job.table_of("consumer").row_count
         contributions.append(ContributionMetrics(
             provider=provider, dataset=dataset, coverage=job.result_cardinality,
             completeness=float(quality.get("completeness", 0.0)), uniqueness=float(quality.get("uniqueness", 0.0)),

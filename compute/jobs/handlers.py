@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.chain.rpc import rpc_request
 from audit.services import audit_record
-from compute.jobs.services import job_announce, job_fail, job_parties, token_digest
+from compute.jobs.services import job_announce, job_fail, job_parties, job_step_name, token_digest
 from compute.messages import (
     MARKETPLACE,
     EnvelopeError,
@@ -25,7 +25,7 @@ from compute.messages import (
     unb64,
 )
 from compute.models import Job, Node, NodeMessage, ResultExport, StoredTable, TableImport
-from compute.protocols.registry import STEP_NAMES
+from compute.protocols.registry import protocol_get
 from compute.signals import chain_write_reported, table_import_finished
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _verified(document: Any) -> tuple[Message, Node]:
     key = bytes.fromhex(node.signing_public_key)
     message = envelope_open(document, recipient=MARKETPLACE, signer_key=lambda name: key if name == sender else None)
     if job_id:
-        job = Job.objects.filter(id=job_id).select_related("consumer_table__node", "provider_table__node").first()
+        job = Job.objects.filter(id=job_id).first()
         if job is None or sender not in job_parties(job):
             raise MessageRejected(f"{kind} from {sender!r} about job {job_id}, of which it is not a party")
     return message, node
@@ -202,7 +202,7 @@ def _chain_report(ok: bool) -> Callable[[Node, Message], None]:
 
 def _progress_entry(job: Job, body: dict[str, Any]) -> dict[str, Any]:
     step = int(body.get("step", 0))
-    entry = {"step": step, "name": STEP_NAMES.get(job.protocol, {}).get(step, str(step)),
+    entry = {"step": step, "name": job_step_name(job, step) or str(step),
              "event": str(body.get("event", "")), "at": timezone.now().isoformat()}
     for key in ("sent_bytes", "consume_tx"):
         if key in body:
@@ -231,30 +231,35 @@ def _job_progress(node: Node, message: Message) -> None:
 
 
 def _job_succeeded(node: Node, message: Message) -> None:
-    job = Job.objects.select_for_update(of=("self",)).select_related(
-        "consumer_table__node", "provider_table__node").get(id=message.job)
+    job = Job.objects.select_for_update().get(id=message.job)
     if job.is_finished:
         return
-    cardinality = int(message.body.get("cardinality", 0))
+    parties = job.party_list()
+    spec = protocol_get(job.protocol)
+    receivers = {party.table.node_id for party in parties if party.role == spec.release_to}
+    if node.pk not in receivers:
+        raise MessageRejected(f"a result of job {job.id} from a node that is not its {spec.release_to}")
+    public = message.body.get("public")
+    public = public if isinstance(public, dict) else {}
+    cardinality = message.body.get("cardinality")
     result_table = None
     meta = message.body.get("result_table")
     if meta:
-        if node.pk != job.consumer_table.node_id:
-            raise MessageRejected("a result from a node that is not the job's consumer")
         result_table = StoredTable.objects.create(
             id=meta["id"], node=node, kind=StoredTable.Kind.RESULT, name=str(meta.get("name", ""))[:200],
             id_column=str(meta.get("id_column", "")), columns=meta.get("columns") or [],
             row_count=int(meta.get("row_count", 0)), quality=meta.get("quality") or {},
             fingerprint=str(meta.get("fingerprint", "")),
         )
-    total = len(STEP_NAMES.get(job.protocol, {})) or job.total_steps
-    job.progress = [*job.progress, {"step": total, "name": STEP_NAMES.get(job.protocol, {}).get(total, ""),
-                                    "event": "done", "cardinality": cardinality, "at": timezone.now().isoformat()}]
+    total = job.total_steps
+    job.progress = [*job.progress, {"step": total, "name": job_step_name(job, total), "event": "done",
+                                    **public, "at": timezone.now().isoformat()}]
     job.step, job.status, job.finished_at = total, Job.Status.SUCCEEDED, timezone.now()
-    job.result_cardinality, job.result_table = cardinality, result_table
+    job.result, job.result_table = public, result_table
+    job.result_cardinality = int(cardinality) if cardinality is not None else None
     job.save()
     audit_record(actor=f"node:{node.slug}", action="job.succeeded", subject=f"job:{job.id}",
-                 payload={"cardinality": cardinality}, parties=job_parties(job))
+                 payload=public, parties=job_parties(job))
     transaction.on_commit(lambda: job_announce(job.id))
 
 

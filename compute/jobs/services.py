@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +17,9 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.identity import marketplace_signing_key
 from compute.messages import MARKETPLACE, b64, envelope_make, node_queue
-from compute.models import Job, Node, ResultExport, StoredTable, TableImport
-from compute.protocols.registry import protocol_step_role
+from compute.models import Job, JobParty, Node, ResultExport, StoredTable, TableImport
+from compute.protocols.registry import UnknownProtocol, protocol_get
+from compute.protocols.spec import ParamsError, parties_check, protocol_plan
 from compute.signals import job_finished
 from compute.transport import message_send
 
@@ -125,61 +127,89 @@ def chain_write_request(*, node: Node, kind: str, subject: str, body: dict[str, 
 
 # Jobs -----------------------------------------------------------------------------------------------
 
-def _party(table: StoredTable) -> dict[str, str]:
-    node = table.node
-    return {"slug": node.slug, "table": str(table.id), "sealing_public_key": node.sealing_public_key,
-            "signing_public_key": node.signing_public_key, "chain_address": node.chain_address}
+@dataclass(frozen=True)
+class PartyRequest:
+    """A party a job is asked for: its role in the protocol, its table, and the grant its node issued."""
+
+    role: str
+    table: StoredTable
+    grant_id: str = ""
+
+
+def _party_spec(party: JobParty) -> dict[str, str]:
+    node = party.table.node
+    return {"role": party.role, "slug": node.slug, "table": str(party.table_id), "grant_id": party.grant_id,
+            "sealing_public_key": node.sealing_public_key, "signing_public_key": node.signing_public_key,
+            "chain_address": node.chain_address}
 
 
 def job_create(
     *,
     protocol: str,
-    consumer_table: StoredTable,
-    provider_table: StoredTable,
-    grant_id: str = "",
+    parties: list[PartyRequest],
+    params: dict[str, Any] | None = None,
     units: int = 1,
     min_cohort: int | None = None,
+    caller: str = Job.Caller.OTHER,
     actor: str,
 ) -> Job:
-    """Create a job and, after the caller's transaction commits, send its signed spec to the node that
-    runs its first step. The spec names the parties, their tables and their public keys."""
-    if protocol == Job.Protocol.PSI and not grant_id:
-        raise ComputeError("A private set intersection needs a grant.")
+    """Create a job of a registered protocol and, after the caller's transaction commits, send its signed
+    spec (the parties in order, their tables, grants and public keys, and the checked parameters) to the
+    node that runs its first step. ComputeError says what is wrong with the request."""
+    try:
+        spec = protocol_get(protocol)
+        roles = [party.role for party in parties]
+        parties_check(spec, roles)
+        checked = spec.params(params or {})
+    except UnknownProtocol as exc:
+        raise ComputeError(exc.message) from exc
+    except ParamsError as exc:
+        raise ComputeError(str(exc)) from exc
+    for party in parties:
+        if spec.role(party.role).granted and spec.grant_required and not party.grant_id:
+            raise ComputeError(f"{spec.label} needs a grant from each {party.role}.")
     min_cohort = max(min_cohort or 0, settings.RELEASE_MIN_COHORT)
-    if consumer_table.row_count < min_cohort:
+    receiver = next(party for party in parties if party.role == spec.release_to)
+    # Distinct ids (the table's uniqueness, as its node measured it): an id written three times counts once.
+    # The nodes count again exactly, the consumer's before it sends and the provider's on what it receives.
+    distinct = round(receiver.table.row_count * float(receiver.table.quality.get("uniqueness", 1.0)))
+    if distinct < min_cohort:
         raise ComputeError(
-            f"The query set has {consumer_table.row_count} ids; at least "
+            f"The query set has {distinct} distinct ids; at least "
             f"{min_cohort} are needed so that no single record can be probed."
         )
-    for table in (consumer_table, provider_table):
-        if table.node.status != Node.Status.ENROLLED:
-            raise ComputeError(f"The node of {table.node.slug} has not enrolled yet; it cannot take part.")
-    job = Job(protocol=protocol, consumer_table=consumer_table, provider_table=provider_table, grant_id=grant_id,
-              units=units, min_cohort=min_cohort)
+    for party in parties:
+        if party.table.node.status != Node.Status.ENROLLED:
+            raise ComputeError(f"The node of {party.table.node.slug} has not enrolled yet; it cannot take part.")
+    plan = protocol_plan(spec, roles)
+    job = Job(protocol=protocol, params=checked, caller=caller, units=units, min_cohort=min_cohort,
+              total_steps=len(plan))
     job.full_clean()
     job.save()
-    parties = {"consumer": _party(consumer_table), "provider": _party(provider_table)}
-    spec = {"job": str(job.id), "protocol": protocol, "grant_id": grant_id, "units": units,
-            "min_cohort": min_cohort, "parties": parties}
-    first = parties[protocol_step_role(protocol, 1)]
-    node_send(consumer_table.node if first["slug"] == consumer_table.node.slug else provider_table.node,
-              kind="job.start", body=spec, job=str(job.id))
+    rows = JobParty.objects.bulk_create(
+        JobParty(job=job, position=position, role=party.role, table=party.table, grant_id=party.grant_id)
+        for position, party in enumerate(parties)
+    )
+    document = {"job": str(job.id), "protocol": protocol, "params": checked, "units": units,
+                "min_cohort": min_cohort, "parties": [_party_spec(row) for row in rows]}
+    node_send(rows[plan[0].party].table.node, kind="job.start", body=document, job=str(job.id))
     audit_record(
         actor=actor, action="job.created", subject=f"job:{job.id}",
-        payload={"protocol": protocol, "grant_id": grant_id, "units": units}, parties=job_parties(job),
+        payload={"protocol": protocol, "params": checked, "units": units,
+                 "grants": [party.grant_id for party in parties if party.grant_id]},
+        parties=job_parties(job),
     )
     return job
 
 
 def job_parties(job: Job) -> list[str]:
-    return sorted({job.consumer_table.node.slug, job.provider_table.node.slug})
+    return sorted({party.table.node.slug for party in job.parties.select_related("table__node")})
 
 
 def job_fail(*, job_id: str, reason: str) -> None:
     """Mark a job FAILED with a reason a person can read (idempotent)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update(of=("self",)).select_related(
-            "consumer_table__node", "provider_table__node").get(id=job_id)
+        job = Job.objects.select_for_update().get(id=job_id)
         if job.is_finished:
             return
         job.status = Job.Status.FAILED
@@ -190,8 +220,8 @@ def job_fail(*, job_id: str, reason: str) -> None:
         job.save(update_fields=["status", "error", "finished_at", "progress", "updated_at"])
         audit_record(actor="system", action="job.failed", subject=f"job:{job.id}", payload={"reason": reason},
                      parties=job_parties(job))
-        # Each party's node deletes what it keeps for the job (the consumer's ids and secret scalar).
-        for node in {job.consumer_table.node, job.provider_table.node}:
+        # Each party's node deletes what it keeps for the job (a consumer's ids and secret scalar, say).
+        for node in job.nodes:
             node_send(node, kind="job.forget", body={}, job=str(job.id))
         transaction.on_commit(lambda: job_announce(job.id))
 
@@ -207,11 +237,27 @@ def job_sweep(*, stall_seconds: int | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=stall)
     stalled = Job.objects.filter(status__in=[Job.Status.PENDING, Job.Status.RUNNING], updated_at__lt=cutoff)
     failed = 0
-    for job in stalled.select_related("consumer_table__node", "provider_table__node"):
-        role = protocol_step_role(job.protocol, min(job.step + 1, 3))
-        node = job.consumer_table.node if role == "consumer" else job.provider_table.node
+    for job in stalled.prefetch_related("parties__table__node"):
+        node = job_waiting_on(job)
         state = "offline" if not node.is_online else "not answering"
         job_fail(job_id=str(job.id), reason=f"The node of {node.slug} ({state}) did not run step {job.step + 1} "
                                             f"within {stall} s; nothing was released.")
         failed += 1
     return failed
+
+
+def job_waiting_on(job: Job) -> Node:
+    """The node of the party that runs the job's next step."""
+    parties = job.party_list()
+    plan = protocol_plan(protocol_get(job.protocol), [party.role for party in parties])
+    return parties[plan[min(job.step, len(plan) - 1)].party].table.node
+
+
+def job_step_name(job: Job, number: int) -> str:
+    """The name of step ``number`` of the job's plan ("" when there is none)."""
+    try:
+        spec = protocol_get(job.protocol)
+    except UnknownProtocol:
+        return ""
+    plan = protocol_plan(spec, [party.role for party in job.party_list()])
+    return plan[number - 1].step.name if 1 <= number <= len(plan) else ""

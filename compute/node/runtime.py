@@ -151,7 +151,7 @@ class NodeRuntime:
             # A peer's message carries the marketplace-signed spec of its job, which names the parties
             # and their keys: the spec is checked first, then the peer's signature against it.
             spec = self.job_spec(envelope_body_unverified(document).get("spec"))
-            parties = {party["slug"]: party for party in spec["parties"].values()}
+            parties = {party["slug"]: party for party in spec["parties"]}
             if sender not in parties or self.slug not in parties:
                 raise MessageRefused(f"Refused a {kind} message from {sender!r}: not a party of job {spec['job']}.")
             message = envelope_open(document, recipient=self.slug,
@@ -174,7 +174,7 @@ class NodeRuntime:
         spec = envelope_open(spec_document, recipient=recipient,
                              signer_key=lambda name: self.keys.marketplace_public if name == MARKETPLACE
                              else None).body
-        for party in spec["parties"].values():
+        for party in spec["parties"]:
             if party["slug"] != self.slug:
                 self.store.peer_pin(party["slug"], signing_public=party["signing_public_key"],
                                     sealing_public=party["sealing_public_key"])

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 
 from compute.crypto.hash_to_curve import hash_to_curve_many
 from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
+from compute.exceptions import ComputeError
+from compute.protocols.spec import ProtocolSpec, Release, Role, Step, StepInput, StepOutput
+from compute.tabular import Table
 
 DST = b"DATAXCHANGE-PSI-V1-secp256k1_XMD:SHA-256_SSWU_RO_"
 MODES = ("intersection", "cardinality")
@@ -280,3 +283,102 @@ def psi_client_finish(state: PsiClientState, message: bytes, *, workers: int = 1
     common = {item for item, value in zip(distinct, double_blinded, strict=True) if value in theirs}
     indexes = [i for i, item in enumerate(state.ids) if item in common]
     return PsiResult(mode=mode, cardinality=len(common), indexes=indexes)
+
+
+# --- As jobs: the specs the engine runs ------------------------------------------------------------
+
+
+def psi_request_distinct(message: bytes) -> int:
+    """How many distinct points a client's request holds: the server's count of the query set (a client
+    that repeats a point to pass a minimum is caught here)."""
+    _, _, _, body = _parse(message, _KIND_REQUEST)
+    return len(set(_split(body)))
+
+
+def _query_too_small(distinct: int, minimum: int) -> ComputeError:
+    return ComputeError(f"The query set has {distinct} distinct ids; at least {minimum} are needed so that no "
+                        "single record can be probed.")
+
+
+def _blind_step(inputs: StepInput) -> StepOutput:
+    if inputs.state is not None:  # a redelivered step reuses its scalar, so it sends the same message
+        saved = PsiClientState.from_bytes(inputs.state)
+        state, request = psi_client_blind(saved.ids, key=saved.key)
+    else:
+        ids = [value.encode() for value in inputs.data.table().ids()]
+        if len(set(ids)) < inputs.min_cohort:
+            raise _query_too_small(len(set(ids)), inputs.min_cohort)
+        state, request = psi_client_blind(ids)
+    return StepOutput(message=request, state=state.to_bytes())
+
+
+def _respond_step(mode: str) -> Callable[[StepInput], StepOutput]:
+    def respond(inputs: StepInput) -> StepOutput:
+        distinct = psi_request_distinct(inputs.payload)
+        if distinct < inputs.min_cohort:  # the provider's own check of the consumer's query set
+            raise _query_too_small(distinct, inputs.min_cohort)
+
+        def points() -> bytes:
+            return psi_server_hash([value.encode() for value in inputs.data.table().ids()])
+
+        return StepOutput(message=psi_server_respond(inputs.payload, hashed=inputs.data.cached("psi-points", points),
+                                                     mode=mode))
+
+    return respond
+
+
+def _finished(inputs: StepInput) -> PsiResult:
+    if inputs.state is None:
+        raise ComputeError("The consumer's state of this job is gone (the job was ended); nothing is released.")
+    return psi_client_finish(PsiClientState.from_bytes(inputs.state), inputs.payload)
+
+
+def _intersect_step(inputs: StepInput) -> StepOutput:
+    result = _finished(inputs)
+    table = inputs.data.table()
+    index = table.id_index
+    rows = sorted({table.rows[i][index] for i in result.indexes})
+    matched = Table(columns=[table.id_column], rows=[[value] for value in rows], id_column=table.id_column)
+    return StepOutput(release=Release(cohort=result.cardinality, public={"cardinality": result.cardinality},
+                                      table=matched))
+
+
+def _count_step(inputs: StepInput) -> StepOutput:
+    result = _finished(inputs)
+    return StepOutput(release=Release(cohort=result.cardinality, public={"cardinality": result.cardinality}))
+
+
+_ROLES = (
+    Role("consumer", "holds the query ids; learns the result"),
+    Role("provider", "holds the product's table; learns the size of the query set", granted=True),
+)
+
+SPEC = ProtocolSpec(
+    name="psi",
+    label="Private set intersection",
+    roles=_ROLES,
+    steps=(
+        Step("consumer", "blind the consumer's ids", _blind_step),
+        Step("provider", "provider answers", _respond_step("intersection")),
+        Step("consumer", "intersect and release", _intersect_step),
+    ),
+    release_to="consumer",
+    releases="The consumer learns which of its ids the provider holds; the provider learns how many "
+             "distinct ids the consumer sent; each learns the other's set size.",
+)
+
+CARDINALITY_SPEC = ProtocolSpec(
+    name="psi_cardinality",
+    label="Private intersection size",
+    roles=_ROLES,
+    steps=(
+        Step("consumer", "blind the consumer's ids", _blind_step),
+        Step("provider", "provider answers", _respond_step("cardinality")),
+        Step("consumer", "count and release", _count_step),
+    ),
+    release_to="consumer",
+    releases="The consumer learns how many of its ids the provider holds, not which; the provider learns "
+             "how many distinct ids the consumer sent.",
+    grant_required=False,
+    sold=False,
+)

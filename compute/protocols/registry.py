@@ -1,24 +1,26 @@
-"""Which role runs each step of a protocol: the node runs the steps of the roles it holds, and the
-marketplace sends a job's first step to the party of the first step's role."""
+"""The protocols this marketplace runs, by name. The job runner and the nodes look a protocol up here and
+never name one; a product sells the protocols whose spec says they are sold."""
 from __future__ import annotations
 
-PROTOCOLS: dict[str, dict[int, str]] = {
-    # ECDH PSI (compute.protocols.psi): the consumer blinds, the provider answers, the consumer matches.
-    "psi": {1: "consumer", 2: "provider", 3: "consumer"},
-    "psi_cardinality": {1: "consumer", 2: "provider", 3: "consumer"},
-}
-STEP_NAMES: dict[str, dict[int, str]] = {
-    "psi": {1: "blind the consumer's ids", 2: "provider answers", 3: "intersect and release"},
-    "psi_cardinality": {1: "blind the consumer's ids", 2: "provider answers", 3: "count and release"},
-}
+from compute.protocols import psi
+from compute.protocols.spec import ProtocolSpec
+
+PROTOCOLS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (psi.SPEC, psi.CARDINALITY_SPEC)}
 
 
-def protocol_steps(protocol: str) -> dict[int, str]:
+class UnknownProtocol(KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.message = f"Unknown protocol {name!r}; this marketplace runs {', '.join(sorted(PROTOCOLS))}."
+
+
+def protocol_get(name: str) -> ProtocolSpec:
     try:
-        return PROTOCOLS[protocol]
+        return PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown protocol {protocol!r}") from None
+        raise UnknownProtocol(name) from None
 
 
-def protocol_step_role(protocol: str, step: int) -> str:
-    return protocol_steps(protocol)[step]
+def protocols_sold() -> list[ProtocolSpec]:
+    """The protocols a product may offer, in a stable order."""
+    return [spec for spec in PROTOCOLS.values() if spec.sold]

@@ -81,7 +81,7 @@ def job_offline_nodes(job: Any) -> list[Any]:
     """The nodes of a running job's parties that are offline (the job waits for them, then fails)."""
     if job.is_finished:
         return []
-    return [node for node in (job.consumer_table.node, job.provider_table.node) if not node.is_online]
+    return [node for node in job.nodes if not node.is_online]
 
 
 @register.filter

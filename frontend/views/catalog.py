@@ -15,7 +15,7 @@ from frontend.forms import QuoteRequestForm, cents_of, form_error_from
 from frontend.views.chain_reads import asset_registered
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, product_search_messages
+from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, compute_type_choices, product_search_messages
 from marketplace.models import Organisation, Product
 from marketplace.selectors import catalog_providers, dataset_list, product_get, product_search
 from marketplace.services.quotes import quote_request
@@ -81,7 +81,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         "filtered": any(name in filters for name in CATALOG_FILTERS if name != "ordering"),
         "messages_invalid": messages,
         "categories": Product.Category.choices,
-        "compute_types": Product.ComputeType.choices,
+        "compute_types": compute_type_choices(),
         "providers": catalog_providers(),
         "orderings": ORDERING_LABELS.items(),
     }

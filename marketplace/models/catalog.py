@@ -46,9 +46,6 @@ class Product(models.Model):
         MOBILITY = "mobility", "Mobility"
         OTHER = "other", "Other"
 
-    class ComputeType(models.TextChoices):
-        PSI = "psi", "Private set intersection"
-
     class QuotaUnit(models.TextChoices):
         JOB = "job", "Compute job"
 
@@ -62,7 +59,8 @@ class Product(models.Model):
     description = models.TextField(blank=True)
     category = models.CharField(max_length=32, choices=Category.choices, default=Category.OTHER, db_index=True)
     tags = models.JSONField(default=list, blank=True)
-    compute_types = models.JSONField(default=list, blank=True)
+    compute_types = models.JSONField(
+        default=list, blank=True, help_text="The protocols it sells, by their names in the protocol registry.")
     purposes = models.JSONField(default=list)
     base_price = models.PositiveIntegerField(help_text="Fixed part of the price, in cents.")
     price_per_match = models.PositiveIntegerField(help_text="Price per matched record, in cents.")

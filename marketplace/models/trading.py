@@ -21,6 +21,8 @@ class Quote(models.Model):
     buyer = models.ForeignKey("marketplace.Organisation", on_delete=models.PROTECT, related_name="quotes")
     buyer_dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="quotes")
     purpose = models.CharField(max_length=32, choices=Product.Purpose.choices)
+    compute_type = models.CharField(max_length=32, default="psi", help_text="The protocol the buyer chose.")
+    params = models.JSONField(default=dict, blank=True, help_text="Its parameters, as the protocol checked them.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.MEASURING)
     coverage = models.PositiveIntegerField(null=True, blank=True)
     breakdown = models.JSONField(default=list, blank=True)

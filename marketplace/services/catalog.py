@@ -17,6 +17,8 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.services import chain_write_request, table_import_request
 from compute.models import Node, StoredTable, TableImport
+from compute.protocols.registry import protocols_sold
+from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
 
@@ -94,6 +96,20 @@ def _clean_terms(*, purposes: list[str], tags: list[str], quota: int, validity_d
         raise ApplicationError("Quota, validity and minimum cohort must be at least 1.")
 
 
+def _clean_compute_types(compute_types: list[str] | None) -> list[str]:
+    """The protocols a product sells: names of sold protocols in the registry (all of them by default)."""
+    sold = [spec.name for spec in protocols_sold()]
+    if compute_types is None:
+        return sold
+    chosen = list(dict.fromkeys(compute_types))
+    unknown = [name for name in chosen if name not in sold]
+    if not chosen or unknown:
+        raise ApplicationError(
+            f"Not a compute type this marketplace sells: {', '.join(unknown)}." if unknown
+            else "Choose at least one compute type.", {"field": "compute_types", "allowed": sold})
+    return chosen
+
+
 @transaction.atomic
 def product_create(
     *,
@@ -110,6 +126,7 @@ def product_create(
     category: str = Product.Category.OTHER,
     tags: list[str] | None = None,
     min_cohort: int = 3,
+    compute_types: list[str] | None = None,
     publish: bool = False,
 ) -> Product:
     """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
@@ -117,6 +134,7 @@ def product_create(
         raise PermissionDenied("Only provider organisations can list products.")
     tags = sorted({tag.strip().lower() for tag in (tags or [])})
     _clean_terms(purposes=purposes, tags=tags, quota=quota, validity_days=validity_days, min_cohort=min_cohort)
+    compute_types = _clean_compute_types(compute_types)
     if category not in Product.Category.values:
         raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
     if not dataset_ids:
@@ -131,7 +149,7 @@ def product_create(
         description=description,
         category=category,
         tags=tags,
-        compute_types=[Product.ComputeType.PSI],
+        compute_types=compute_types,
         purposes=sorted(set(purposes)),
         base_price=base_price,
         price_per_match=price_per_match,
@@ -229,7 +247,8 @@ def product_transition(*, product: Product, organisation: Organisation, status: 
         node = product.provider.node
         local_text = f"product:{product.id}"
         product.chain_asset_id = "0x" + owned_asset_id(node.chain_address, asset_id(local_text)).hex()
-        chain_write_request(node=node, kind="asset.register", subject=f"product:{product.id}",
+        chain_write_request(node=node, kind="asset.register",
+                            subject=str(Subject(SubjectKind.PRODUCT, str(product.id))),
                             body={"local_text": local_text, "fingerprint": product_fingerprint(product)})
     previous = product.status
     product.status = status

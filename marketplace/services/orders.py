@@ -22,19 +22,21 @@ from django.utils import timezone
 from audit.chain.registry import asset_id
 from audit.services import audit_record
 from compute.exceptions import ComputeError
-from compute.jobs.services import chain_write_request, job_create, result_export_request
+from compute.jobs.services import PartyRequest, chain_write_request, job_create, result_export_request
 from compute.models import Job, ResultExport
+from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
 from marketplace.models import LedgerAccount, Order, OrderGrant, OrderJob, Organisation, Product, Quote
 from marketplace.services.ledger import ledger_account, ledger_post
-
-GRANT_SUBJECT = "order-grant:"
-REVOKE_SUBJECT = "order-revoke:"
 
 
 def order_parties(order: Order) -> list[str]:
     providers = {share["provider"] for share in order.shares}
     return sorted({order.buyer.slug, order.product.provider.slug, *providers})
+
+
+def _subject(kind: SubjectKind, grant: OrderGrant) -> str:
+    return str(Subject(kind, str(grant.id)))
 
 
 def _request_digest(quote_id: str) -> str:
@@ -106,7 +108,8 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         terms={
             "purpose": quote.purpose, "quota_unit": product.quota_unit, "quota": product.quota,
             "validity_days": product.validity_days, "min_cohort": product.min_cohort,
-            "compute_types": product.compute_types, "base_price": product.base_price,
+            "compute_types": product.compute_types, "protocol": quote.compute_type, "params": quote.params,
+            "base_price": product.base_price,
             "price_per_match": product.price_per_match, "breakdown": quote.breakdown,
             "platform_fee_bps": settings.PLATFORM_FEE_BPS,
         },
@@ -133,7 +136,7 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
             share=share_by_dataset.get(str(contribution.dataset_id), 0),
         )
         chain_write_request(
-            node=provider.node, kind="grant.write", subject=f"{GRANT_SUBJECT}{grant.id}",
+            node=provider.node, kind="grant.write", subject=_subject(SubjectKind.ORDER_GRANT, grant),
             body={"grant_id": grant.grant_id, "table": str(contribution.dataset.table_id),
                   "grantee": buyer.node.chain_address, "purpose_hash": purpose_hash, "quota": product.quota,
                   "expires_at": int(expires_at.timestamp())},
@@ -204,12 +207,13 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
     for grant in grants:
         try:
             job = job_create(
-                protocol=Job.Protocol.PSI,
-                consumer_table=consumer_table,
-                provider_table=grant.contribution.dataset.table,
-                grant_id=grant.grant_id,
+                protocol=str(order.terms.get("protocol", "psi")),
+                parties=[PartyRequest("consumer", consumer_table),
+                         PartyRequest("provider", grant.contribution.dataset.table, grant.grant_id)],
+                params=order.terms.get("params") or {},
                 units=1,
                 min_cohort=int(order.terms.get("min_cohort", 0)),
+                caller=Job.Caller.ORDER,
                 actor=actor,
             )
         except ComputeError as exc:
@@ -282,8 +286,8 @@ def _revoke_all(order: Order, *, exclude: OrderGrant | None = None) -> None:
             continue
         grant.revoked = True
         grant.save(update_fields=["revoked"])
-        chain_write_request(node=grant.provider.node, kind="grant.revoke", subject=f"{REVOKE_SUBJECT}{grant.id}",
-                            body={"grant_id": grant.grant_id})
+        chain_write_request(node=grant.provider.node, kind="grant.revoke",
+                            subject=_subject(SubjectKind.ORDER_REVOKE, grant), body={"grant_id": grant.grant_id})
 
 
 @transaction.atomic
@@ -322,8 +326,8 @@ def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) 
         raise Conflict("You have no active grant on this order.")
     for grant in grants:
         OrderGrant.objects.filter(id=grant.id).update(revoked=True)
-        chain_write_request(node=organisation.node, kind="grant.revoke", subject=f"{REVOKE_SUBJECT}{grant.id}",
-                            body={"grant_id": grant.grant_id})
+        chain_write_request(node=organisation.node, kind="grant.revoke",
+                            subject=_subject(SubjectKind.ORDER_REVOKE, grant), body={"grant_id": grant.grant_id})
         audit_record(
             actor=actor, action="grant.revoke_requested", subject=f"order:{order.id}",
             payload={"grant_id": grant.grant_id}, parties=order_parties(order),

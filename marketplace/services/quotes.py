@@ -3,6 +3,7 @@ intersection cardinality between the nodes, then the pricing policy (price, brea
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -11,6 +12,8 @@ from django.utils import timezone
 from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.models import Job
+from compute.protocols.registry import UnknownProtocol, protocol_get
+from compute.protocols.spec import ParamsError
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Organisation, Product, Quote, QuoteMeasurement
 from pricing.services import coverage_measure_start, quote_price_from_jobs
@@ -22,11 +25,28 @@ def _parties(quote: Quote) -> list[str]:
     return sorted({quote.buyer.slug, quote.product.provider.slug, *providers})
 
 
+def _compute_choice(product: Product, compute_type: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not product.compute_types:
+        raise ApplicationError("This product sells no compute type.", {"field": "compute_type"})
+    compute_type = compute_type or product.compute_types[0]
+    if compute_type not in product.compute_types:
+        raise ApplicationError(f"This product does not sell {compute_type!r}.",
+                               {"field": "compute_type", "allowed": product.compute_types})
+    try:
+        return compute_type, protocol_get(compute_type).params(params)
+    except UnknownProtocol as exc:
+        raise ApplicationError(exc.message, {"field": "compute_type"}) from exc
+    except ParamsError as exc:
+        raise ApplicationError(str(exc), {"field": "params"}) from exc
+
+
 @transaction.atomic
 def quote_request(
-    *, buyer: Organisation, product_id: str, dataset_id: str, purpose: str, actor: str
+    *, buyer: Organisation, product_id: str, dataset_id: str, purpose: str, actor: str,
+    compute_type: str = "", params: dict[str, Any] | None = None,
 ) -> Quote:
-    """Start a quote: measure privately how many of the buyer's ids each contributing dataset covers."""
+    """Start a quote for one of the product's compute types (its first by default), with that protocol's
+    parameters checked: measure privately how many of the buyer's ids each contributing dataset covers."""
     product = Product.objects.filter(id=product_id, status=Product.Status.PUBLISHED).select_related(
         "provider"
     ).first()
@@ -39,7 +59,9 @@ def quote_request(
         raise ApplicationError(
             f"This product may not be used for {purpose!r}.", {"field": "purpose", "allowed": product.purposes}
         )
-    quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose)
+    compute_type, params = _compute_choice(product, compute_type, params or {})
+    quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose,
+                                 compute_type=compute_type, params=params)
     for contribution in product.contributions.select_related("dataset__table"):
         try:
             job = coverage_measure_start(
@@ -63,8 +85,8 @@ def quote_finalize(*, quote_id: str) -> Quote:
     quote = Quote.objects.select_for_update(of=("self",)).select_related("product", "buyer").get(id=quote_id)
     if quote.status != Quote.Status.MEASURING:
         return quote
-    measurements = list(quote.measurements.select_related(
-        "job__provider_table", "job__consumer_table", "contribution__dataset__organisation"))
+    measurements = list(quote.measurements.select_related("job", "contribution__dataset__organisation")
+                        .prefetch_related("job__parties__table"))
     failed = [m.job for m in measurements if m.job.status == Job.Status.FAILED]
     if failed:
         quote.status = Quote.Status.FAILED

@@ -26,7 +26,7 @@ def test_it_fails_a_job_whose_node_is_offline_with_that_reason(make_party, monke
     Node.objects.filter(slug="sweep-c").update(last_seen=timezone.now() - timedelta(hours=1))
     response = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"],
                                            "purpose": "risk_control"}, format="json")
-    job = Job.objects.get(provider_table__node__slug="sweep-p")
+    job = Job.objects.get(parties__role="provider", parties__table__node__slug="sweep-p")
     assert job.status == Job.Status.PENDING
     browser = Client()  # the quote page says which node the step waits for
     browser.force_login(consumer.user)

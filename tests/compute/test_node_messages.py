@@ -158,7 +158,7 @@ def test_another_grants_issuer_cannot_make_a_job_run_free(make_party, post):
 
     post.holding = True
     assert world["buyer"].post(f"/api/orders/{order_id}/jobs/").status_code == 201
-    job = Job.objects.filter(grant_id="0x" + victim_grant.hex()).order_by("-created_at").first()
+    job = Job.objects.filter(parties__grant_id="0x" + victim_grant.hex()).order_by("-created_at").first()
     # The attacker charges the victim's next job to its own grant before the victim's node does.
     node_runtime(attacker["provider"].organisation.node.slug).chain.consume(
         grant_id=attacker_grant, job_id=job.id.bytes.rjust(32, b"\0"), units=1)
@@ -181,7 +181,7 @@ def test_an_exhausted_grant_stops_the_next_job(make_party, post):
 
     assert world["buyer"].post(f"/api/orders/{order_id}/jobs/").status_code == 201
 
-    last = Job.objects.filter(grant_id="0x" + grant.hex()).order_by("-created_at").first()
+    last = Job.objects.filter(parties__grant_id="0x" + grant.hex()).order_by("-created_at").first()
     assert last.status == Job.Status.FAILED and "QuotaExceeded" in last.error
     assert grant_state(grant).remaining == 0
 

@@ -381,7 +381,7 @@ def _chain_problems() -> tuple[dict[str, int], list[str]]:
     """Nothing on chain twice: each order's grant once (none for a grant the chain refused), each
     (grant, job) charge once, usage as the charges say and within quota, each audit batch anchored once."""
     from audit.chain.registry import grant_state
-    from compute.models import Job
+    from compute.models import Job, JobParty
     from marketplace.models import OrderGrant
 
     def hex32(value: bytes) -> str:
@@ -405,9 +405,9 @@ def _chain_problems() -> tuple[dict[str, int], list[str]]:
         if state.used != charged_per_grant[grant.grant_id] or state.used > state.quota:
             problems.append(f"grant {grant.grant_id}: used {state.used} of {state.quota}, "
                             f"{charged_per_grant[grant.grant_id]} charges on chain")
-    for job in Job.objects.filter(status=Job.Status.SUCCEEDED).exclude(grant_id=""):
-        if (job.grant_id, hex32(uuid.UUID(str(job.id)).bytes.rjust(32, b"\0"))) not in charges:
-            problems.append(f"job {job.id} succeeded without a charge of its grant on chain")
+    for party in JobParty.objects.filter(job__status=Job.Status.SUCCEEDED).exclude(grant_id=""):
+        if (party.grant_id, hex32(uuid.UUID(str(party.job_id)).bytes.rjust(32, b"\0"))) not in charges:
+            problems.append(f"job {party.job_id} succeeded without a charge of its grant on chain")
     counts = {"grants on chain": len(granted), "charges on chain": sum(charges.values()),
               "audit anchors": sum(anchored.values())}
     return counts, problems

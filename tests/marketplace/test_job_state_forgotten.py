@@ -11,6 +11,7 @@ from compute.exceptions import ComputeError
 from compute.messages import MARKETPLACE
 from compute.node import executor
 from compute.node.runtime import MessageRefused
+from compute.protocols import psi
 from tests.conftest import node_home, node_runtime
 from tests.marketplace.api_flow import client_for, list_product, quote, upload
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
 
 
 def _saved_states(slug: str) -> set[str]:
-    return {path.name for path in (node_home(slug) / "vault").glob("job-*-client.bin")}
+    return {path.name for path in (node_home(slug) / "vault").glob("job-*.bin")}
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_a_job_the_providers_node_refuses_leaves_no_state_on_the_consumers_node(
     def refuse(*args, **kwargs):
         raise ComputeError("The provider's node refuses this job.")
 
-    monkeypatch.setattr(executor, "_respond", refuse)
+    monkeypatch.setattr(psi, "psi_server_respond", refuse)
     failed = quote(buyer, product["id"], mine["id"])
     assert failed["status"] == "failed" and "refuses this job" in failed["error"]
     assert _saved_states(slug) == before
@@ -62,10 +63,10 @@ def test_only_the_marketplace_may_end_a_job_on_a_node(trade):
     provider, consumer, *_ = trade
     runtime = node_runtime(consumer.organisation.node.slug)
     job = "00000000-0000-0000-0000-000000000001"
-    runtime.vault.put(f"job-{job}-client", b"state")
+    runtime.vault.put(f"job-{job}-party-0", b"state")
     from_peer = SimpleNamespace(sender=provider.organisation.node.slug, job=job, body={})
     with pytest.raises(MessageRefused, match="only the marketplace"):
         executor.job_forget(runtime, from_peer)
-    assert runtime.vault.get(f"job-{job}-client") == b"state"
+    assert runtime.vault.get(f"job-{job}-party-0") == b"state"
     assert executor.job_forget(runtime, SimpleNamespace(sender=MARKETPLACE, job=job, body={})) == []
-    assert f"job-{job}-client.bin" not in _saved_states(consumer.organisation.node.slug)
+    assert f"job-{job}-party-0.bin" not in _saved_states(consumer.organisation.node.slug)

@@ -108,7 +108,7 @@ def test_it_ignores_forged_fields_on_product_create_and_status(worlds):
         product = Product.objects.get(title="Forged product")
         assert product.provider == me.provider.organisation
         assert product.status == Product.Status.DRAFT and product.chain_asset_id == ""
-        assert product.compute_types == [Product.ComputeType.PSI]
+        assert product.compute_types == ["psi"]
         assert "REAL-ID-1" not in str(product.sample_preview)
         contributed = list(product.contributions.values_list("dataset_id", flat=True))
         assert contributed == [uuid.UUID(me.provider_dataset["id"])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from compute.node import executor
+from compute.protocols import psi
 from tests.conftest import node_home
 from tests.marketplace.api_flow import client_for, list_product, quote, upload
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
@@ -18,13 +18,13 @@ def test_the_providers_hashed_ids_are_computed_once_per_table_and_kept_encrypted
     seller, buyer = client_for(provider.token), client_for(consumer.token)
     provider_ids, consumer_ids = overlapping_ids(provider=60, consumer=20, overlap=9)
     hashed: list[int] = []
-    real = executor.psi_server_hash
+    real = psi.psi_server_hash
 
     def counted(ids, **kwargs):
         hashed.append(len(ids))
         return real(ids, **kwargs)
 
-    monkeypatch.setattr(executor, "psi_server_hash", counted)
+    monkeypatch.setattr(psi, "psi_server_hash", counted)
     product = list_product(seller, upload(seller, "customers", provider_csv(provider_ids))["id"])
     mine = upload(buyer, "applicants", consumer_csv(consumer_ids))
     first = quote(buyer, product["id"], mine["id"])

@@ -1,0 +1,128 @@
+"""What a protocol declares so that the engine can run it without knowing it: its roles, its steps (pure
+functions of bytes in, bytes out, each run on the node of the role whose data it touches), what it
+releases and to whom, whether it needs a grant, and how its parameters are checked.
+
+A job's plan expands the spec over the job's parties: a step of a role that several parties hold (the
+providers of a joint product) runs at each of them in turn, in the order the job lists them. The guards
+(grant checked and consumed on chain, release gate) are the engine's, not the protocol's: a step only
+says whether it touches data, and a release only what it is computed over.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from compute.tabular import Table
+
+
+class ParamsError(ValueError):
+    """A job's parameters that the protocol does not accept; the message says which and why."""
+
+
+class PartyData(Protocol):
+    """The data of the party that runs a step, as its node gives it to the step."""
+
+    def table(self) -> Table:
+        """The party's table of the job, decrypted."""
+        ...
+
+    def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
+        """A value derived from the table alone (no key, no peer input), kept per table version in the
+        node's vault, encrypted like the table; ``compute`` runs when it is not there yet."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepInput:
+    payload: bytes  # the previous step's message (empty for the first step)
+    state: bytes | None  # what this party kept at its previous step of the job, if anything
+    params: Mapping[str, Any]
+    data: PartyData
+    min_cohort: int = 0  # the job's minimum cohort: a step may refuse inputs smaller than it
+
+
+@dataclass(frozen=True)
+class Release:
+    """A result, given to the engine's release gate before anyone sees it."""
+
+    cohort: int  # how many distinct records the result is computed over: the gate's count
+    public: dict[str, Any] = field(default_factory=dict)  # what the marketplace records (e.g. a count)
+    table: Table | None = None  # a result table, kept in the releasing node's vault for its owner
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    message: bytes | None = None  # for the next step's party, sealed to it by the engine
+    state: bytes | None = None  # kept (encrypted) for this party's next step; None deletes it
+    release: Release | None = None  # only at the last step, only at the role the spec releases to
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    many: bool = False  # several parties may hold it (each runs the role's steps in turn)
+    granted: bool = False  # its data is used only under a grant its node issued, consumed on chain
+
+
+@dataclass(frozen=True)
+class Step:
+    role: str
+    name: str
+    run: Callable[[StepInput], StepOutput]
+    touches_data: bool = True  # guarded: the grant is checked (and consumed by its issuer) first
+
+
+def no_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    if params:
+        raise ParamsError(f"This protocol takes no parameters (got {', '.join(sorted(params))}).")
+    return {}
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    label: str
+    roles: tuple[Role, ...]
+    steps: tuple[Step, ...]
+    release_to: str  # the role that receives the result
+    releases: str  # who learns what, in one line (docs/protocols.md has the whole account)
+    grant_required: bool = True  # False only where the result is no more than a quote's count
+    params: Callable[[Mapping[str, Any]], dict[str, Any]] = no_params  # checks and normalises
+    sold: bool = True  # offered as a product's compute type (a quote-only protocol is not)
+
+    def role(self, name: str) -> Role:
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    number: int  # 1-based, over the whole plan
+    step: Step
+    party: int  # index into the job's parties
+
+
+def protocol_plan(spec: ProtocolSpec, party_roles: list[str]) -> list[PlannedStep]:
+    """The job's concrete steps: each step of the spec at each party of its role, in the parties' order."""
+    plan: list[PlannedStep] = []
+    for step in spec.steps:
+        for index, role in enumerate(party_roles):
+            if role == step.role:
+                plan.append(PlannedStep(number=len(plan) + 1, step=step, party=index))
+    return plan
+
+
+def parties_check(spec: ProtocolSpec, party_roles: list[str]) -> None:
+    """Each role of the spec held by exactly one party (or at least one, for a role of many), no other."""
+    for role in spec.roles:
+        count = party_roles.count(role.name)
+        if count == 0 or (count > 1 and not role.many):
+            wanted = "at least one party" if role.many else "exactly one party"
+            raise ParamsError(f"A {spec.name} job needs {wanted} as {role.name} (got {count}).")
+    unknown = sorted(set(party_roles) - {role.name for role in spec.roles})
+    if unknown:
+        raise ParamsError(f"A {spec.name} job has no role {', '.join(unknown)}.")
