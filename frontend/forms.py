@@ -7,7 +7,9 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
+from compute.protocols.registry import protocols_sold
 from marketplace.exceptions import ApplicationError
+from marketplace.filters import compute_type_choices
 from marketplace.models import Dataset, Product
 
 
@@ -83,6 +85,11 @@ class ProductCreateForm(forms.Form):
         label="Minimum cohort", min_value=1, max_value=1_000_000, initial=3,
         help_text="Release rule: a smaller result is never released.",
     )
+    compute_types = forms.MultipleChoiceField(
+        label="Sold as", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="What a buyer may run on it. A private lookup returns your chosen columns for the ids a "
+                  "buyer asks about; a private set intersection only which of its ids you hold.",
+    )
     publish = forms.BooleanField(
         label="Publish now", required=False, initial=True,
         help_text="Leave unticked to keep a draft that partner providers can contribute datasets to.",
@@ -92,6 +99,8 @@ class ProductCreateForm(forms.Form):
         kwargs.setdefault("auto_id", "product-%s")
         super().__init__(*args, **kwargs)
         self.fields["datasets"].queryset = datasets  # type: ignore[attr-defined]
+        self.fields["compute_types"].choices = compute_type_choices()  # type: ignore[attr-defined]
+        self.fields["compute_types"].initial = [spec.name for spec in protocols_sold() if spec.default_offer]
 
 
 class ProductContributeForm(forms.Form):
@@ -113,12 +122,30 @@ class QuoteRequestForm(forms.Form):
         queryset=Dataset.objects.none(), label="Your ids", help_text="One of your own datasets."
     )
     purpose = forms.ChoiceField(choices=())
+    compute_type = forms.ChoiceField(label="Computation", choices=(), required=False)
+    columns = forms.MultipleChoiceField(
+        label="Columns to return", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="For a private lookup: the provider's columns you receive for your ids it holds (all if none).",
+    )
 
-    def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], compute_types: list[str],
+                 columns: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
         labels = dict(Product.Purpose.choices)
         self.fields["purpose"].choices = [(p, labels.get(p, p)) for p in purposes]  # type: ignore[attr-defined]
+        kinds = dict(compute_type_choices())
+        self.fields["compute_type"].choices = [(c, kinds.get(c, c)) for c in compute_types]  # type: ignore[attr-defined]
+        if len(compute_types) < 2:
+            self.fields["compute_type"].widget = forms.HiddenInput()
+        self.fields["columns"].choices = [(c, c) for c in columns]  # type: ignore[attr-defined]
+        if not columns:
+            del self.fields["columns"]
+
+    def params(self) -> dict[str, Any]:
+        """The chosen protocol's parameters (the protocol checks them)."""
+        columns = self.cleaned_data.get("columns")
+        return {"columns": list(columns)} if columns else {}
 
 
 class BuyForm(forms.Form):

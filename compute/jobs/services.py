@@ -18,8 +18,8 @@ from compute.exceptions import ComputeError
 from compute.jobs.identity import marketplace_signing_key
 from compute.messages import MARKETPLACE, b64, envelope_make, node_queue
 from compute.models import Job, JobParty, Node, ResultExport, StoredTable, TableImport
-from compute.protocols.registry import UnknownProtocol, protocol_get
-from compute.protocols.spec import ParamsError, parties_check, protocol_plan
+from compute.protocols.registry import UnknownProtocol, protocol_get, table_schema
+from compute.protocols.spec import ParamsError, TableSchema, parties_check, protocol_plan
 from compute.signals import job_finished
 from compute.transport import message_send
 
@@ -160,7 +160,11 @@ def job_create(
         spec = protocol_get(protocol)
         roles = [party.role for party in parties]
         parties_check(spec, roles)
-        checked = spec.params(params or {})
+        schemas: dict[str, list[TableSchema]] = {}
+        for party in parties:
+            schemas.setdefault(party.role, []).append(table_schema(
+                columns=party.table.columns, id_column=party.table.id_column, rows=party.table.row_count))
+        checked = spec.params(params or {}, schemas)
     except UnknownProtocol as exc:
         raise ComputeError(exc.message) from exc
     except ParamsError as exc:

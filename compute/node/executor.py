@@ -113,7 +113,7 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
         state = None
     try:
         output = planned.step.run(StepInput(payload=payload, state=state, params=job.get("params") or {}, data=data,
-                                            min_cohort=int(job.get("min_cohort", 0))))
+                                            min_cohort=int(job.get("min_cohort", 0)), job_tables=_tables(job)))
     except ValueError as exc:  # a protocol's malformed message or argument
         raise ComputeError(f"Step {number} ({planned.step.name}) failed: {exc}") from exc
     last = number == len(plan)
@@ -136,6 +136,13 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
         node.to_peer(peer["slug"], "job.step", {"spec": job["_document"], "step": number + 1, "payload": b64(sealed)},
                      job=job["job"]),
     ]
+
+
+def _tables(job: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    tables: dict[str, tuple[str, ...]] = {}
+    for party in job["parties"]:
+        tables[party["role"]] = (*tables.get(party["role"], ()), str(party["table"]))
+    return tables
 
 
 def _guard_grants(node: NodeRuntime, spec: ProtocolSpec, job: dict[str, Any], index: int) -> dict[str, Any]:
@@ -203,7 +210,7 @@ class _PartyData:
         return self._table
 
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
-        key = f"{name}-{self._table_id}-{str(self._meta.get('fingerprint', ''))[:32]}"
+        key = f"{_object_name(name)}-{self._table_id}-{str(self._meta.get('fingerprint', ''))[:32]}"
         try:
             return self._node.vault.get(key)
         except FileNotFoundError:
@@ -211,12 +218,36 @@ class _PartyData:
             self._node.vault.put(key, value)
             return value
 
+    def kept(self, name: str) -> bytes | None:
+        try:
+            return self._node.vault.get(f"kept-{_object_name(name)}")
+        except FileNotFoundError:
+            return None
+
+    def keep(self, name: str, value: bytes) -> None:
+        self._node.vault.put(f"kept-{_object_name(name)}", value)
+
+
+def _object_name(name: str) -> str:
+    if not name or len(name) > 120 or not all(char.isalnum() or char in "-_" for char in name):
+        raise ComputeError(f"A protocol asked for a vault object with an invalid name {name[:40]!r}.")
+    return name
+
 
 class _NoData:
     """What a step that declares it touches no data gets: asking for data is a protocol bug."""
 
+    def _refuse(self) -> ComputeError:
+        return ComputeError("A step that declared it touches no data asked for the party's data.")
+
     def table(self) -> Table:
-        raise ComputeError("A step that declared it touches no data asked for the party's table.")
+        raise self._refuse()
 
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
-        raise ComputeError("A step that declared it touches no data asked for the party's table.")
+        raise self._refuse()
+
+    def kept(self, name: str) -> bytes | None:
+        raise self._refuse()
+
+    def keep(self, name: str, value: bytes) -> None:
+        raise self._refuse()

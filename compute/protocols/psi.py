@@ -365,6 +365,7 @@ SPEC = ProtocolSpec(
     release_to="consumer",
     releases="The consumer learns which of its ids the provider holds; the provider learns how many "
              "distinct ids the consumer sent; each learns the other's set size.",
+    default_offer=True,
 )
 
 CARDINALITY_SPEC = ProtocolSpec(

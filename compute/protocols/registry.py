@@ -2,10 +2,12 @@
 never name one; a product sells the protocols whose spec says they are sold."""
 from __future__ import annotations
 
-from compute.protocols import psi
-from compute.protocols.spec import ProtocolSpec
+from collections.abc import Sequence
 
-PROTOCOLS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (psi.SPEC, psi.CARDINALITY_SPEC)}
+from compute.protocols import lookup, psi
+from compute.protocols.spec import ProtocolSpec, TableSchema
+
+PROTOCOLS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (psi.SPEC, lookup.SPEC, psi.CARDINALITY_SPEC)}
 
 
 class UnknownProtocol(KeyError):
@@ -24,3 +26,9 @@ def protocol_get(name: str) -> ProtocolSpec:
 def protocols_sold() -> list[ProtocolSpec]:
     """The protocols a product may offer, in a stable order."""
     return [spec for spec in PROTOCOLS.values() if spec.sold]
+
+
+def table_schema(*, columns: Sequence[dict[str, str]] | Sequence[str], id_column: str, rows: int) -> TableSchema:
+    """A table's schema as a protocol's parameter check reads it (from StoredTable metadata)."""
+    names = tuple(column["name"] if isinstance(column, dict) else str(column) for column in columns)
+    return TableSchema(columns=names, id_column=id_column, rows=rows)

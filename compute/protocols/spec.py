@@ -9,7 +9,7 @@ says whether it touches data, and a release only what it is computed over.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,8 +28,18 @@ class PartyData(Protocol):
         ...
 
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
-        """A value derived from the table alone (no key, no peer input), kept per table version in the
-        node's vault, encrypted like the table; ``compute`` runs when it is not there yet."""
+        """A value of the party's own, kept per version of its table (a precomputation, or a key used for
+        that version only) in the node's vault, encrypted like the table; ``compute`` runs when it is not
+        there yet. It must not depend on a peer's input."""
+        ...
+
+    def kept(self, name: str) -> bytes | None:
+        """What the protocol kept on this node under ``name`` at an earlier job (e.g. a peer's published,
+        prepared data), or None."""
+        ...
+
+    def keep(self, name: str, value: bytes) -> None:
+        """Keep ``value`` on this node (encrypted in its vault) for later jobs."""
         ...
 
 
@@ -40,6 +50,7 @@ class StepInput:
     params: Mapping[str, Any]
     data: PartyData
     min_cohort: int = 0  # the job's minimum cohort: a step may refuse inputs smaller than it
+    job_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role → its parties' table ids
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,19 @@ class Step:
     touches_data: bool = True  # guarded: the grant is checked (and consumed by its issuer) first
 
 
-def no_params(params: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TableSchema:
+    """What the marketplace knows of a party's table, for checking a protocol's parameters against it."""
+
+    columns: tuple[str, ...]
+    id_column: str
+    rows: int
+
+
+ParamsCheck = Callable[[Mapping[str, Any], Mapping[str, Sequence[TableSchema]]], dict[str, Any]]
+
+
+def no_params(params: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]] | None = None) -> dict[str, Any]:
     if params:
         raise ParamsError(f"This protocol takes no parameters (got {', '.join(sorted(params))}).")
     return {}
@@ -89,7 +112,8 @@ class ProtocolSpec:
     release_to: str  # the role that receives the result
     releases: str  # who learns what, in one line (docs/protocols.md has the whole account)
     grant_required: bool = True  # False only where the result is no more than a quote's count
-    params: Callable[[Mapping[str, Any]], dict[str, Any]] = no_params  # checks and normalises
+    params: ParamsCheck = no_params  # checks and normalises, against the parties' tables (role → schemas)
+    default_offer: bool = False  # sold by a product that does not name its compute types
     sold: bool = True  # offered as a product's compute type (a quote-only protocol is not)
 
     def role(self, name: str) -> Role:

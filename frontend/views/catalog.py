@@ -151,7 +151,13 @@ def _registration(product: Product) -> str:
 
 
 def _quote_form(organisation: Organisation, product: Product, data: dict | None = None) -> QuoteRequestForm:
-    return QuoteRequestForm(data, datasets=dataset_list(organisation=organisation), purposes=product.purposes)
+    columns: list[str] = []
+    if "lookup" in product.compute_types:  # the columns a private lookup may return: common to every dataset
+        schemas = [{c["name"] for c in contribution.dataset.table.columns} - {contribution.dataset.table.id_column}
+                   for contribution in product.contributions.select_related("dataset__table")]
+        columns = sorted(set.intersection(*schemas)) if schemas else []
+    return QuoteRequestForm(data, datasets=dataset_list(organisation=organisation), purposes=product.purposes,
+                            compute_types=product.compute_types, columns=columns)
 
 
 @login_required
@@ -180,6 +186,8 @@ def quote_create(request: HttpRequest, product_id: UUID) -> HttpResponse:
             product_id=str(product.id),
             dataset_id=str(form.cleaned_data["dataset"].id),
             purpose=form.cleaned_data["purpose"],
+            compute_type=form.cleaned_data.get("compute_type") or "",
+            params=form.params(),
             actor=actor_of(request),
         )
     except ApplicationError as error:

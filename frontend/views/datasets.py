@@ -117,6 +117,7 @@ def product_list_create(request: HttpRequest) -> HttpResponse:
             quota=data["quota"],
             validity_days=data["validity_days"],
             min_cohort=data["min_cohort"],
+            compute_types=data["compute_types"] or None,
             actor=actor_of(request),
         )
     except ApplicationError as error:

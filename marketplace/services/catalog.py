@@ -97,10 +97,11 @@ def _clean_terms(*, purposes: list[str], tags: list[str], quota: int, validity_d
 
 
 def _clean_compute_types(compute_types: list[str] | None) -> list[str]:
-    """The protocols a product sells: names of sold protocols in the registry (all of them by default)."""
+    """The protocols a product sells: names of sold protocols in the registry (by default those offered
+    unless a product says otherwise: a private set intersection)."""
     sold = [spec.name for spec in protocols_sold()]
     if compute_types is None:
-        return sold
+        return [spec.name for spec in protocols_sold() if spec.default_offer]
     chosen = list(dict.fromkeys(compute_types))
     unknown = [name for name in chosen if name not in sold]
     if not chosen or unknown:

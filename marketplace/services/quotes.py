@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from compute.exceptions import ComputeError
-from compute.models import Job
-from compute.protocols.registry import UnknownProtocol, protocol_get
-from compute.protocols.spec import ParamsError
+from compute.models import Job, StoredTable
+from compute.protocols.registry import UnknownProtocol, protocol_get, table_schema
+from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Organisation, Product, Quote, QuoteMeasurement
 from pricing.services import coverage_measure_start, quote_price_from_jobs
@@ -25,19 +25,26 @@ def _parties(quote: Quote) -> list[str]:
     return sorted({quote.buyer.slug, quote.product.provider.slug, *providers})
 
 
-def _compute_choice(product: Product, compute_type: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _compute_choice(product: Product, dataset: Dataset, compute_type: str,
+                    params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not product.compute_types:
         raise ApplicationError("This product sells no compute type.", {"field": "compute_type"})
     compute_type = compute_type or product.compute_types[0]
     if compute_type not in product.compute_types:
         raise ApplicationError(f"This product does not sell {compute_type!r}.",
                                {"field": "compute_type", "allowed": product.compute_types})
+    schemas = {"consumer": [_schema(dataset.table)],
+               "provider": [_schema(c.dataset.table) for c in product.contributions.select_related("dataset__table")]}
     try:
-        return compute_type, protocol_get(compute_type).params(params)
+        return compute_type, protocol_get(compute_type).params(params, schemas)
     except UnknownProtocol as exc:
         raise ApplicationError(exc.message, {"field": "compute_type"}) from exc
     except ParamsError as exc:
         raise ApplicationError(str(exc), {"field": "params"}) from exc
+
+
+def _schema(table: StoredTable) -> TableSchema:
+    return table_schema(columns=table.columns, id_column=table.id_column, rows=table.row_count)
 
 
 @transaction.atomic
@@ -59,7 +66,7 @@ def quote_request(
         raise ApplicationError(
             f"This product may not be used for {purpose!r}.", {"field": "purpose", "allowed": product.purposes}
         )
-    compute_type, params = _compute_choice(product, compute_type, params or {})
+    compute_type, params = _compute_choice(product, dataset, compute_type, params or {})
     quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose,
                                  compute_type=compute_type, params=params)
     for contribution in product.contributions.select_related("dataset__table"):

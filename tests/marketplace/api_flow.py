@@ -66,7 +66,7 @@ def result_rows(client: APIClient, order_id: str, *, timeout: float = 60) -> Any
     body = wait_for(sealed, timeout=timeout)
     if body["status"] == "ready":
         opened = json.loads(SealedBox(private).decrypt(base64.b64decode(body["sealed"])))
-        body["rows"] = opened["rows"]
+        body["columns"], body["rows"] = opened["columns"], opened["rows"]
         body["ids"] = [row[0] for row in opened["rows"]]
     response.opened = body
     return response

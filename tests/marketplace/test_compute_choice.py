@@ -20,12 +20,12 @@ def test_compute_types_and_parameters_are_checked(make_party):
 
     refused = seller.post("/api/products/create/", terms | {"compute_types": ["telepathy"]}, format="json")
     assert refused.status_code == 400
-    assert "telepathy" in refused.json()["message"] and refused.json()["extra"]["allowed"] == ["psi"]
+    assert "telepathy" in refused.json()["message"] and refused.json()["extra"]["allowed"] == ["psi", "lookup"]
     quote_only = seller.post("/api/products/create/", terms | {"compute_types": ["psi_cardinality"]}, format="json")
     assert quote_only.status_code == 400  # a quote's measurement is not for sale
 
     product = list_product(seller, dataset)
-    assert product["compute_types"] == ["psi"]
+    assert product["compute_types"] == ["psi"]  # a product that does not say sells a PSI only
     mine = upload(buyer, "applicants", consumer_csv(consumer_ids))
     ask = {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control"}
     for extra, field, message in [

@@ -17,7 +17,7 @@ from compute.jobs.identity import marketplace_public_key
 from compute.messages import MARKETPLACE, envelope_open
 from compute.models import Job, Node
 from tests.conftest import wait_for
-from tests.marketplace.api_flow import client_for, list_product, run_purchase, upload
+from tests.marketplace.api_flow import buy, client_for, list_product, result_rows, run_purchase, upload, wait_order
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.django_db(transaction=True)]
@@ -142,3 +142,43 @@ def test_a_node_stopped_and_started_again_keeps_its_keys_its_vault_and_its_pendi
     assert quoted["status"] == "ready" and quoted["coverage"] == 12  # its vault and table index were kept
     node.refresh_from_db()
     assert (node.signing_public_key, node.sealing_public_key, node.chain_address) == keys  # no new keys
+
+
+def test_a_private_lookup_on_a_real_worker_sends_no_raw_id_or_value_through_the_broker(
+        make_party, celery_worker_process):
+    provider = make_party("prov-lk-e2e", provider=True)
+    consumer = make_party("cons-lk-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([provider.organisation.node.queue, consumer.organisation.node.queue])
+    provider_ids, consumer_ids = overlapping_ids(provider=200, consumer=40, overlap=15)
+    incomes = {value: f"income-{index:04d}-{value[::-1]}" for index, value in enumerate(provider_ids)}
+    data = ("customer_id,income\n" + "".join(f"{value},{incomes[value]}\n" for value in provider_ids)).encode()
+    seller, buyer = client_for(provider.token), client_for(consumer.token)
+    product = list_product(seller, upload(seller, "incomes", data, timeout=120)["id"], compute_types=["lookup"])
+    mine = upload(buyer, "asked", consumer_csv(consumer_ids), timeout=120)
+
+    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
+                                        "compute_type": "lookup", "params": {"columns": ["income"]}}, format="json")
+    assert asked.status_code == 201, asked.content
+    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
+                      and body, timeout=120)
+    response = buy(buyer, quoted["id"])
+    order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=120)
+    assert order["status"] == "fulfilled", order
+    opened = result_rows(buyer, order["id"], timeout=120).opened
+    truth = sorted([value, incomes[value]] for value in set(provider_ids) & set(consumer_ids))
+    assert sorted(opened["rows"]) == truth
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
+        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
+        keys[MARKETPLACE] = marketplace_public_key()
+        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        steps = [message for message in opened_messages if message.kind == "job.step"]
+        bodies = [json.dumps(message.body).encode() for message in opened_messages]
+        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
+        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        for value in [*provider_ids, *consumer_ids, *incomes.values()]:
+            assert value.encode() not in everything
