@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from compute.protocols.ids import DEFAULT_ID_RULE
 from compute.protocols.registry import PROTOCOLS
 
 
@@ -168,6 +169,7 @@ class Job(models.Model):
     caller = models.CharField(max_length=16, choices=Caller.choices, default=Caller.OTHER)
     units = models.PositiveIntegerField(default=1)
     min_cohort = models.PositiveIntegerField(default=3, help_text="Release gate: smallest result released.")
+    id_rule = models.CharField(max_length=16, default=DEFAULT_ID_RULE, help_text="How both nodes normalise ids.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     step = models.PositiveSmallIntegerField(default=0)
     total_steps = models.PositiveSmallIntegerField(default=3)

@@ -276,6 +276,10 @@ PLATFORM_FEE_BPS = int(env("PLATFORM_FEE_BPS", "500"))
 # Catalog pages are the same for every caller: cache each for a few seconds (0 turns it off).
 CATALOG_CACHE_SECONDS = int(env("CATALOG_CACHE_SECONDS", "5"))
 QUOTE_VALIDITY_SECONDS = int(env("QUOTE_VALIDITY_SECONDS", "900"))
+# A quote's coverage is released with discrete Laplace noise of scale 1/QUOTE_EPSILON (a provider's node
+# grants at most its NODE_QUOTE_EPSILON_MAX), charged to the buyer's quote budget on the product.
+QUOTE_EPSILON = float(env("QUOTE_EPSILON", "0.5"))
+QUOTE_BUDGET_EPSILON = float(env("QUOTE_BUDGET_EPSILON", "5"))
 
 LOGGING = {
     "version": 1,

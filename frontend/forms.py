@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from compute.protocols.registry import protocols_sold
 from marketplace.exceptions import ApplicationError
 from marketplace.filters import compute_type_choices
@@ -89,6 +90,10 @@ class ProductCreateForm(forms.Form):
         label="Sold as", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
         help_text="What a buyer may run on it. A private lookup returns your chosen columns for the ids a "
                   "buyer asks about; a private set intersection only which of its ids you hold.",
+    )
+    id_rule = forms.ChoiceField(
+        label="Id matching", choices=list(ID_RULES.items()), initial=DEFAULT_ID_RULE, required=False,
+        help_text="How ids are normalised on both sides before they are matched.",
     )
     publish = forms.BooleanField(
         label="Publish now", required=False, initial=True,

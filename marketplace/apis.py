@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from marketplace import selectors
 from marketplace.catalog_cache import catalog_page_get, catalog_page_set, catalog_product_get, catalog_product_set
 from marketplace.filters import ProductSearchInput
@@ -92,7 +93,7 @@ class ProductOutput(serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = [
-            "id", "title", "description", "provider", "category", "tags", "compute_types", "purposes",
+            "id", "title", "description", "provider", "category", "tags", "compute_types", "id_rule", "purposes",
             "base_price", "price_per_match", "quota_unit", "quota", "validity_days", "min_cohort",
             "sample_preview", "status", "chain_asset_id", "contributions", "created_at",
         ]
@@ -293,7 +294,10 @@ class ProductCreateApi(APIView):
         min_cohort = serializers.IntegerField(min_value=1, max_value=10**6, default=3)
         compute_types = serializers.ListField(
             child=serializers.CharField(max_length=32), required=False, max_length=10,
-            help_text="The protocols it sells (names from the protocol registry); all sold ones by default.")
+            help_text="The protocols it sells (names from the protocol registry); a PSI by default.")
+        id_rule = serializers.ChoiceField(
+            list(ID_RULES.items()), default=DEFAULT_ID_RULE,
+            help_text="How ids are normalised before matching: nfc (case matters), nfkc_casefold, digits.")
         publish = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutput})
@@ -316,6 +320,7 @@ class ProductCreateApi(APIView):
             validity_days=values["validity_days"],
             min_cohort=values["min_cohort"],
             compute_types=values.get("compute_types"),
+            id_rule=values["id_rule"],
             publish=values["publish"],
             actor=_actor(request),
         )

@@ -3,19 +3,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.conf import settings
+
 from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job, StoredTable
 from pricing.policy import ContributionMetrics, PriceQuote, price_quote
 
 
 def coverage_measure_start(
-    *, consumer_table: StoredTable, provider_table: StoredTable, actor: str, min_cohort: int
+    *, consumer_table: StoredTable, provider_table: StoredTable, actor: str, min_cohort: int, id_rule: str
 ) -> Job:
-    """Start a PSI-cardinality job: the buyer learns how many of its ids the provider covers, nothing more."""
+    """Start a coverage job: the buyer learns how many of its ids the provider covers, with differential-
+    privacy noise added by the provider's node (settings.QUOTE_EPSILON), nothing more."""
     return job_create(
-        protocol="psi_cardinality",
+        protocol="coverage_dp",
         parties=[PartyRequest("consumer", consumer_table), PartyRequest("provider", provider_table)],
+        params={"epsilon": settings.QUOTE_EPSILON},
         min_cohort=min_cohort,
+        id_rule=id_rule,
         caller=Job.Caller.QUOTE,
         actor=actor,
     )

@@ -28,6 +28,15 @@ from config.celery import app as celery_app
 
 NODES_ROOT = Path(tempfile.mkdtemp(prefix="dx-test-nodes-"))  # the organisations' hosts, not the operator's
 
+# Quotes carry differential-privacy noise. Most tests check exact coverage and prices, so by default they
+# quote at an ε whose noise is zero but for a chance below 1e-40, with a budget that does not run out;
+# tests/marketplace/test_quote_privacy.py quotes at the deployed ε and budget. Processes the suite
+# starts (nodes, workers) inherit these.
+TEST_QUOTE_EPSILON, TEST_QUOTE_BUDGET = 100.0, 100_000.0
+os.environ.setdefault("NODE_QUOTE_EPSILON_MAX", str(TEST_QUOTE_EPSILON))
+os.environ.setdefault("QUOTE_EPSILON", str(TEST_QUOTE_EPSILON))
+os.environ.setdefault("QUOTE_BUDGET_EPSILON", str(TEST_QUOTE_BUDGET))
+
 
 @pytest.fixture(scope="session")
 def ganache_url() -> Iterator[str]:
@@ -51,6 +60,8 @@ def celery_eager(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tasks run inline, except in end-to-end tests, which use a real worker (and poll the API while the
     processes work, so the per-token rate limits are lifted for them)."""
     eager = request.node.get_closest_marker("e2e") is None
+    test_settings = request.getfixturevalue("settings")
+    test_settings.QUOTE_EPSILON, test_settings.QUOTE_BUDGET_EPSILON = TEST_QUOTE_EPSILON, TEST_QUOTE_BUDGET
     if not eager:
         request.getfixturevalue("settings").API_RATE_READ = None
         request.getfixturevalue("settings").API_RATE_WRITE = None

@@ -18,6 +18,7 @@ from compute.exceptions import ComputeError
 from compute.jobs.identity import marketplace_signing_key
 from compute.messages import MARKETPLACE, b64, envelope_make, node_queue
 from compute.models import Job, JobParty, Node, ResultExport, StoredTable, TableImport
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from compute.protocols.registry import UnknownProtocol, protocol_get, table_schema
 from compute.protocols.spec import ParamsError, TableSchema, parties_check, protocol_plan
 from compute.signals import job_finished
@@ -150,6 +151,7 @@ def job_create(
     params: dict[str, Any] | None = None,
     units: int = 1,
     min_cohort: int | None = None,
+    id_rule: str = DEFAULT_ID_RULE,
     caller: str = Job.Caller.OTHER,
     actor: str,
 ) -> Job:
@@ -169,11 +171,13 @@ def job_create(
         raise ComputeError(exc.message) from exc
     except ParamsError as exc:
         raise ComputeError(str(exc)) from exc
+    if id_rule not in ID_RULES:
+        raise ComputeError(f"Unknown id rule {id_rule!r}; use one of {', '.join(ID_RULES)}.")
     for party in parties:
         if spec.role(party.role).granted and spec.grant_required and not party.grant_id:
             raise ComputeError(f"{spec.label} needs a grant from each {party.role}.")
     min_cohort = max(min_cohort or 0, settings.RELEASE_MIN_COHORT)
-    receiver = next(party for party in parties if party.role == spec.release_to)
+    receiver = next(party for party in parties if party.role == spec.buyer_role)
     # Distinct ids (the table's uniqueness, as its node measured it): an id written three times counts once.
     # The nodes count again exactly, the consumer's before it sends and the provider's on what it receives.
     distinct = round(receiver.table.row_count * float(receiver.table.quality.get("uniqueness", 1.0)))
@@ -187,7 +191,7 @@ def job_create(
             raise ComputeError(f"The node of {party.table.node.slug} has not enrolled yet; it cannot take part.")
     plan = protocol_plan(spec, roles)
     job = Job(protocol=protocol, params=checked, caller=caller, units=units, min_cohort=min_cohort,
-              total_steps=len(plan))
+              id_rule=id_rule, total_steps=len(plan))
     job.full_clean()
     job.save()
     rows = JobParty.objects.bulk_create(
@@ -195,7 +199,7 @@ def job_create(
         for position, party in enumerate(parties)
     )
     document = {"job": str(job.id), "protocol": protocol, "params": checked, "units": units,
-                "min_cohort": min_cohort, "parties": [_party_spec(row) for row in rows]}
+                "min_cohort": min_cohort, "id_rule": id_rule, "parties": [_party_spec(row) for row in rows]}
     node_send(rows[plan[0].party].table.node, kind="job.start", body=document, job=str(job.id))
     audit_record(
         actor=actor, action="job.created", subject=f"job:{job.id}",

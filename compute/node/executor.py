@@ -27,6 +27,7 @@ from compute.exceptions import ComputeError, GrantRefused, ReleaseRejected
 from compute.messages import MARKETPLACE, Message, b64
 from compute.node.runtime import MessageRefused, NodeRuntime, open_sealed
 from compute.node.tables import table_load, table_local_id, table_store
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES, ids_normalised
 from compute.protocols.registry import UnknownProtocol, protocol_get
 from compute.protocols.spec import (
     ParamsError,
@@ -105,7 +106,8 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
     data: _PartyData | _NoData = _NoData()
     if planned.step.touches_data:
         detail = _guard_grants(node, spec, job, planned.party)
-        data = _PartyData(node, str(party["table"]), offered=spec.role(party["role"]).granted)
+        data = _PartyData(node, str(party["table"]), offered=spec.role(party["role"]).granted,
+                          id_rule=str(job.get("id_rule") or DEFAULT_ID_RULE))
     name = _state_name(job["job"], planned.party)
     try:
         state: bytes | None = node.vault.get(name)
@@ -149,7 +151,7 @@ def _guard_grants(node: NodeRuntime, spec: ProtocolSpec, job: dict[str, Any], in
     """Check every grant of the job on chain; the party running the step consumes its own. Returns what
     the progress report carries (the consume transaction)."""
     parties = job["parties"]
-    receiver = next(party for party in parties if party["role"] == spec.release_to)
+    buyer = next(party for party in parties if party["role"] == spec.buyer_role)
     detail: dict[str, Any] = {}
     for position, party in enumerate(parties):
         if not spec.role(party["role"]).granted:
@@ -171,8 +173,8 @@ def _guard_grants(node: NodeRuntime, spec: ProtocolSpec, job: dict[str, Any], in
         asset = node.chain.asset_of(table_local_id(str(party["table"])))
         if state.issuer != node.chain.address or state.asset_id != asset:
             raise GrantRefused("The grant was not issued by this node over the table the job names.")
-        if state.grantee != receiver["chain_address"]:
-            raise GrantRefused("The grant was issued to another party than the one the result is released to.")
+        if state.grantee != buyer["chain_address"]:
+            raise GrantRefused("The grant was issued to another party than the job's buyer.")
         job_id = uuid.UUID(job["job"]).bytes.rjust(32, b"\0")
         try:
             detail["consume_tx"] = node.chain.consume(grant_id=grant_id, job_id=job_id, units=int(job.get("units", 1)))
@@ -197,20 +199,29 @@ def _release(node: NodeRuntime, job: dict[str, Any], release: Release) -> list[d
 class _PartyData:
     """The running party's table, loaded when a step first asks for it."""
 
-    def __init__(self, node: NodeRuntime, table_id: str, *, offered: bool) -> None:
+    def __init__(self, node: NodeRuntime, table_id: str, *, offered: bool, id_rule: str) -> None:
         meta = node.store.table_get(table_id)
         if meta is None or (offered and meta.get("kind") == "result"):
             raise ComputeError("The job names a table this node does not offer.")
-        self._node, self._table_id, self._meta = node, table_id, meta
+        if id_rule not in ID_RULES:
+            raise ComputeError(f"This node does not know the id rule {id_rule!r}.")
+        self._node, self._table_id, self._meta, self._rule = node, table_id, meta, id_rule
         self._table: Table | None = None
+        self._ids: list[str] | None = None
 
     def table(self) -> Table:
         if self._table is None:
             self._table = table_load(self._node, self._table_id)
         return self._table
 
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = ids_normalised(self.table().ids(), self._rule)
+        return self._ids
+
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
-        key = f"{_object_name(name)}-{self._table_id}-{str(self._meta.get('fingerprint', ''))[:32]}"
+        # Per table version and id rule: what is derived from the ids depends on how they are normalised.
+        key = f"{_object_name(name)}-{self._rule}-{self._table_id}-{str(self._meta.get('fingerprint', ''))[:32]}"
         try:
             return self._node.vault.get(key)
         except FileNotFoundError:
@@ -241,6 +252,9 @@ class _NoData:
         return ComputeError("A step that declared it touches no data asked for the party's data.")
 
     def table(self) -> Table:
+        raise self._refuse()
+
+    def ids(self) -> list[str]:
         raise self._refuse()
 
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:

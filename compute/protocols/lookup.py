@@ -89,27 +89,29 @@ def new_key() -> bytes:
 # --- Offline: the prepared table ------------------------------------------------------------------
 
 
-def lookup_prepare(table: Table, *, key: bytes, columns: Sequence[str], hashed: bytes | None = None) -> bytes:
+def lookup_prepare(table: Table, *, key: bytes, columns: Sequence[str], hashed: bytes | None = None,
+                   ids: Sequence[str] | None = None) -> bytes:
     """The provider's prepared table for ``columns``: per distinct id, its tag and its rows encrypted under
-    its own key, sorted by tag. ``hashed`` may carry ``psi_server_hash`` of the table's ids (the PSI's
-    precomputation, kept per table version), which saves hashing them again."""
+    its own key, sorted by tag. ``ids`` are the rows' ids in their normal form (the table's own by
+    default; an empty one is left out); ``hashed`` may carry ``psi_server_hash`` of the distinct ones (the
+    PSI's precomputation, kept per table version), which saves hashing them again."""
     missing = [name for name in columns if name not in table.columns or name == table.id_column]
     if missing:
         raise ComputeError(f"The table has no column {', '.join(missing)} to look up.")
-    index = table.id_index
     picks = [table.columns.index(name) for name in columns]
     rows: dict[bytes, list[list[str]]] = {}
-    for row in table.rows:
-        rows.setdefault(row[index].encode(), []).append([row[i] for i in picks])
-    ids = list(rows)
+    for value, row in zip(table.ids() if ids is None else ids, table.rows, strict=True):
+        if value:
+            rows.setdefault(value.encode(), []).append([row[i] for i in picks])
+    distinct = list(rows)
     if hashed is None:
-        hashed = psi_server_hash(ids)
-    if len(hashed) != len(ids) * _HASHED_SIZE:
+        hashed = psi_server_hash(distinct)
+    if len(hashed) != len(distinct) * _HASHED_SIZE:
         raise ComputeError("The precomputed points do not match the table's ids.")
     points = multiply_many([hashed[i : i + _HASHED_SIZE] for i in range(0, len(hashed), _HASHED_SIZE)], key)
     digest = columns_digest(columns)
     entries = []
-    for item, point in zip(ids, points, strict=True):
+    for item, point in zip(distinct, points, strict=True):
         tag, row_key = _derive(digest, item, point)
         entries.append((tag, AESGCM(row_key).encrypt(_NONCE, json.dumps(rows[item]).encode(), tag)))
     entries.sort(key=lambda entry: entry[0])
@@ -320,7 +322,7 @@ def _blind_step(inputs: StepInput) -> StepOutput:
         saved = LookupClientState.from_bytes(inputs.state)
         state, request = lookup_request(saved.ids, kept_version=version, key=saved.key)
     else:
-        ids = [value.encode() for value in inputs.data.table().ids()]
+        ids = [value.encode() for value in inputs.data.ids() if value]
         distinct = len(set(ids))
         if distinct < inputs.min_cohort:
             raise ComputeError(f"The query set has {distinct} distinct ids; at least {inputs.min_cohort} are "
@@ -338,9 +340,9 @@ def _respond_step(inputs: StepInput) -> StepOutput:
     key = inputs.data.cached("lookup-key", new_key)
 
     def prepare() -> bytes:
-        table = inputs.data.table()
-        hashed = inputs.data.cached("psi-points", lambda: psi_server_hash([v.encode() for v in table.ids()]))
-        return lookup_prepare(table, key=key, columns=columns, hashed=hashed)
+        ids = inputs.data.ids()
+        hashed = inputs.data.cached("psi-points", lambda: psi_server_hash([v.encode() for v in ids if v]))
+        return lookup_prepare(inputs.data.table(), key=key, columns=columns, hashed=hashed, ids=ids)
 
     prepared = inputs.data.cached(f"lookup-prep-{columns_digest(columns).hex()[:32]}", prepare)
     return StepOutput(message=lookup_respond(inputs.payload, key=key, prepared=prepared))

@@ -100,8 +100,10 @@ class PsiResult:
     indexes: list[int]
 
 
-def _new_scalar() -> bytes:
+def new_scalar() -> bytes:
+    """A fresh secret scalar in [1, n)."""
     return (secrets.randbelow(ORDER - 1) + 1).to_bytes(32, "big")
+
 
 
 def _check_scalar(key: bytes) -> None:
@@ -211,7 +213,7 @@ def psi_client_blind(
     fresh one is drawn.
     """
     if key is None:
-        key = _new_scalar()
+        key = new_scalar()
     _check_scalar(key)
     distinct = _distinct(ids)
     state = PsiClientState(key=key, ids=tuple(bytes(item) for item in ids))
@@ -239,7 +241,7 @@ def psi_server_respond(message: bytes, server_ids: Sequence[bytes] | None = None
     if (server_ids is None) == (hashed is None):
         raise PsiError("Give the server's ids or their precomputed points, one of the two.")
     _, count, _, body = _parse(message, _KIND_REQUEST)
-    key = _new_scalar()
+    key = new_scalar()
     shuffle = secrets.SystemRandom().shuffle
     client_tasks = _blind_tasks(body, key, workers)
     if hashed is None:
@@ -288,6 +290,12 @@ def psi_client_finish(state: PsiClientState, message: bytes, *, workers: int = 1
 # --- As jobs: the specs the engine runs ------------------------------------------------------------
 
 
+def psi_request_points(message: bytes) -> list[bytes]:
+    """The client's blinded points in a request, as sent."""
+    _, _, _, body = _parse(message, _KIND_REQUEST)
+    return _split(body)
+
+
 def psi_request_distinct(message: bytes) -> int:
     """How many distinct points a client's request holds: the server's count of the query set (a client
     that repeats a point to pass a minimum is caught here)."""
@@ -305,7 +313,7 @@ def _blind_step(inputs: StepInput) -> StepOutput:
         saved = PsiClientState.from_bytes(inputs.state)
         state, request = psi_client_blind(saved.ids, key=saved.key)
     else:
-        ids = [value.encode() for value in inputs.data.table().ids()]
+        ids = [value.encode() for value in inputs.data.ids() if value]
         if len(set(ids)) < inputs.min_cohort:
             raise _query_too_small(len(set(ids)), inputs.min_cohort)
         state, request = psi_client_blind(ids)
@@ -319,7 +327,7 @@ def _respond_step(mode: str) -> Callable[[StepInput], StepOutput]:
             raise _query_too_small(distinct, inputs.min_cohort)
 
         def points() -> bytes:
-            return psi_server_hash([value.encode() for value in inputs.data.table().ids()])
+            return psi_server_hash([value.encode() for value in inputs.data.ids() if value])
 
         return StepOutput(message=psi_server_respond(inputs.payload, hashed=inputs.data.cached("psi-points", points),
                                                      mode=mode))
@@ -335,9 +343,12 @@ def _finished(inputs: StepInput) -> PsiResult:
 
 def _intersect_step(inputs: StepInput) -> StepOutput:
     result = _finished(inputs)
+    state = PsiClientState.from_bytes(inputs.state or b"")
+    normal = {state.ids[i].decode() for i in result.indexes}
     table = inputs.data.table()
     index = table.id_index
-    rows = sorted({table.rows[i][index] for i in result.indexes})
+    # The buyer's own spellings of the matched ids (several may share one normal form).
+    rows = sorted({table.rows[k][index] for k, value in enumerate(inputs.data.ids()) if value in normal})
     matched = Table(columns=[table.id_column], rows=[[value] for value in rows], id_column=table.id_column)
     return StepOutput(release=Release(cohort=result.cardinality, public={"cardinality": result.cardinality},
                                       table=matched))

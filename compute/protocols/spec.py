@@ -27,6 +27,11 @@ class PartyData(Protocol):
         """The party's table of the job, decrypted."""
         ...
 
+    def ids(self) -> list[str]:
+        """The table's ids in row order, in their normal form under the job's id rule ("" for an id that
+        has none: it takes part in nothing)."""
+        ...
+
     def cached(self, name: str, compute: Callable[[], bytes]) -> bytes:
         """A value of the party's own, kept per version of its table (a precomputation, or a key used for
         that version only) in the node's vault, encrypted like the table; ``compute`` runs when it is not
@@ -109,11 +114,12 @@ class ProtocolSpec:
     label: str
     roles: tuple[Role, ...]
     steps: tuple[Step, ...]
-    release_to: str  # the role that receives the result
+    release_to: str  # the role whose node releases the result
     releases: str  # who learns what, in one line (docs/protocols.md has the whole account)
     grant_required: bool = True  # False only where the result is no more than a quote's count
     params: ParamsCheck = no_params  # checks and normalises, against the parties' tables (role → schemas)
     default_offer: bool = False  # sold by a product that does not name its compute types
+    buyer_role: str = "consumer"  # the buyer's node: grants are issued to it; its query set meets the cohort
     sold: bool = True  # offered as a product's compute type (a quote-only protocol is not)
 
     def role(self, name: str) -> Role:

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from compute.protocols.ids import DEFAULT_ID_RULE
 from frontend.forms import (
     DatasetImportForm,
     ProductContributeForm,
@@ -118,6 +119,7 @@ def product_list_create(request: HttpRequest) -> HttpResponse:
             validity_days=data["validity_days"],
             min_cohort=data["min_cohort"],
             compute_types=data["compute_types"] or None,
+            id_rule=data["id_rule"] or DEFAULT_ID_RULE,
             actor=actor_of(request),
         )
     except ApplicationError as error:

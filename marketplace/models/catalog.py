@@ -5,6 +5,8 @@ import uuid
 
 from django.db import models
 
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
+
 
 class Dataset(models.Model):
     """A provider's (or consumer's) table as the marketplace sees it: metadata, never rows."""
@@ -68,6 +70,8 @@ class Product(models.Model):
     quota = models.PositiveIntegerField(default=5, help_text="Units allowed per purchase.")
     validity_days = models.PositiveIntegerField(default=30)
     min_cohort = models.PositiveIntegerField(default=3, help_text="Release rule: smallest result released.")
+    id_rule = models.CharField(max_length=16, choices=list(ID_RULES.items()), default=DEFAULT_ID_RULE,
+                               help_text="How ids are normalised before they are matched (docs/protocols.md).")
     sample_preview = models.JSONField(default=list, blank=True, help_text="Synthetic rows; no real record.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     chain_asset_id = models.CharField(max_length=66, blank=True)

@@ -17,6 +17,7 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.services import chain_write_request, table_import_request
 from compute.models import Node, StoredTable, TableImport
+from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from compute.protocols.registry import protocols_sold
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -128,6 +129,7 @@ def product_create(
     tags: list[str] | None = None,
     min_cohort: int = 3,
     compute_types: list[str] | None = None,
+    id_rule: str = DEFAULT_ID_RULE,
     publish: bool = False,
 ) -> Product:
     """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
@@ -136,6 +138,8 @@ def product_create(
     tags = sorted({tag.strip().lower() for tag in (tags or [])})
     _clean_terms(purposes=purposes, tags=tags, quota=quota, validity_days=validity_days, min_cohort=min_cohort)
     compute_types = _clean_compute_types(compute_types)
+    if id_rule not in ID_RULES:
+        raise ApplicationError(f"Unknown id rule {id_rule!r}.", {"field": "id_rule", "allowed": list(ID_RULES)})
     if category not in Product.Category.values:
         raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
     if not dataset_ids:
@@ -151,6 +155,7 @@ def product_create(
         category=category,
         tags=tags,
         compute_types=compute_types,
+        id_rule=id_rule,
         purposes=sorted(set(purposes)),
         base_price=base_price,
         price_per_match=price_per_match,

@@ -24,6 +24,7 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.services import PartyRequest, chain_write_request, job_create, result_export_request
 from compute.models import Job, ResultExport
+from compute.protocols.ids import DEFAULT_ID_RULE
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
 from marketplace.models import LedgerAccount, Order, OrderGrant, OrderJob, Organisation, Product, Quote
@@ -109,6 +110,7 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
             "purpose": quote.purpose, "quota_unit": product.quota_unit, "quota": product.quota,
             "validity_days": product.validity_days, "min_cohort": product.min_cohort,
             "compute_types": product.compute_types, "protocol": quote.compute_type, "params": quote.params,
+            "id_rule": product.id_rule,
             "base_price": product.base_price,
             "price_per_match": product.price_per_match, "breakdown": quote.breakdown,
             "platform_fee_bps": settings.PLATFORM_FEE_BPS,
@@ -213,6 +215,7 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
                 params=order.terms.get("params") or {},
                 units=1,
                 min_cohort=int(order.terms.get("min_cohort", 0)),
+                id_rule=str(order.terms.get("id_rule", DEFAULT_ID_RULE)),
                 caller=Job.Caller.ORDER,
                 actor=actor,
             )

@@ -15,7 +15,8 @@ from compute.models import Job, StoredTable
 from compute.protocols.registry import UnknownProtocol, protocol_get, table_schema
 from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.models import Dataset, Organisation, Product, Quote, QuoteMeasurement
+from marketplace.models import Dataset, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
+from marketplace.services.privacy import privacy_charge, privacy_refund
 from pricing.services import coverage_measure_start, quote_price_from_jobs
 
 
@@ -69,11 +70,14 @@ def quote_request(
     compute_type, params = _compute_choice(product, dataset, compute_type, params or {})
     quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose,
                                  compute_type=compute_type, params=params)
+    # Charged before any job starts; a quote refused here leaves nothing behind (one transaction).
+    privacy_charge(buyer=buyer, product=product, kind=PrivacyBudget.Kind.QUOTE, epsilon=settings.QUOTE_EPSILON,
+                   subject=f"quote:{quote.id}", actor=actor)
     for contribution in product.contributions.select_related("dataset__table"):
         try:
             job = coverage_measure_start(
                 consumer_table=dataset.table, provider_table=contribution.dataset.table, actor=actor,
-                min_cohort=product.min_cohort,
+                min_cohort=product.min_cohort, id_rule=product.id_rule,
             )
         except ComputeError as exc:
             raise ApplicationError(exc.message, {"field": "dataset"}) from exc
@@ -98,6 +102,7 @@ def quote_finalize(*, quote_id: str) -> Quote:
     if failed:
         quote.status = Quote.Status.FAILED
         quote.error = failed[0].error
+        privacy_refund(subject=f"quote:{quote.id}")
     elif all(m.job.status == Job.Status.SUCCEEDED for m in measurements):
         priced = quote_price_from_jobs(
             jobs=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id), m.job)

@@ -394,10 +394,12 @@ def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_shows_why_a_quote_failed(make_party):
+def test_it_shows_why_a_quote_failed(make_party, settings, monkeypatch):
     provider = make_party("web-qfail-p", provider=True)
     consumer = make_party("web-qfail-c", provider=False, balance=100_000)
-    provider_ids, consumer_ids = overlapping_ids(provider=30, consumer=10, overlap=2)  # below the cohort
+    provider_ids, consumer_ids = overlapping_ids(provider=30, consumer=10, overlap=2)
+    monkeypatch.setenv("NODE_QUOTE_EPSILON_MAX", "1.0")  # the provider's node refuses the quote's ε
+    settings.QUOTE_EPSILON = 2.0
     product = listed_product(provider, provider_ids)
     mine = own_dataset(consumer, "Mine", consumer_csv(consumer_ids))
     client = signed_in(consumer)
@@ -406,7 +408,7 @@ def test_it_shows_why_a_quote_failed(make_party):
     page = client.get(asked["Location"]).content.decode()
 
     assert 'data-status="failed"' in page
-    assert "Release rejected" in page
+    assert "This node releases a coverage with ε ≤ 1.0 only" in page
     assert "Buy for" not in page
     assert client.post(asked["Location"] + "buy/", {"idempotency_key": "k-1"}).status_code == 400
     assert not Order.objects.filter(buyer=consumer.organisation).exists()

@@ -22,6 +22,9 @@ class _Data:
     def table(self) -> Table:
         return self._table
 
+    def ids(self) -> list[str]:
+        return self._table.ids()
+
     def cached(self, name, compute):
         return compute()
 

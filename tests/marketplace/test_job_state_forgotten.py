@@ -1,6 +1,6 @@
-"""After a failed job, the consumer's node keeps nothing of it: its saved client state (its raw ids and
-its secret scalar, encrypted) is deleted whether the failure was found on its own node (the release gate)
-or on the provider's (the marketplace tells every party's node that the job ended)."""
+"""After a job, the consumer's node keeps nothing of it: its saved client state (its raw ids and its secret
+scalar, encrypted) is deleted when the job succeeds, when its result is below the cohort, and when the job
+fails on the provider's node (the marketplace tells every party's node that the job ended)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -11,7 +11,7 @@ from compute.exceptions import ComputeError
 from compute.messages import MARKETPLACE
 from compute.node import executor
 from compute.node.runtime import MessageRefused
-from compute.protocols import psi
+from compute.protocols import coverage
 from tests.conftest import node_home, node_runtime
 from tests.marketplace.api_flow import client_for, list_product, quote, upload
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
@@ -43,19 +43,19 @@ def test_a_job_the_providers_node_refuses_leaves_no_state_on_the_consumers_node(
     def refuse(*args, **kwargs):
         raise ComputeError("The provider's node refuses this job.")
 
-    monkeypatch.setattr(psi, "psi_server_respond", refuse)
+    monkeypatch.setattr(coverage, "psi_request_distinct", refuse)  # the provider's step of a quote
     failed = quote(buyer, product["id"], mine["id"])
     assert failed["status"] == "failed" and "refuses this job" in failed["error"]
     assert _saved_states(slug) == before
 
 
-def test_a_result_refused_by_the_release_gate_leaves_no_state(trade):
+def test_a_result_below_the_cohort_reads_as_zero_and_leaves_no_state(trade):
     _, consumer, buyer, _, mine, seller, provider_ids = trade
     before = _saved_states(consumer.organisation.node.slug)
     tiny = list_product(seller, upload(seller, "two customers", provider_csv(provider_ids[:2]))["id"],
                         title="Two customers", min_cohort=3)
-    refused = quote(buyer, tiny["id"], mine["id"])
-    assert refused["status"] == "failed" and "minimum cohort" in refused["error"]
+    refused = quote(buyer, tiny["id"], mine["id"])  # two of the buyer's ids are held: below the cohort of 3
+    assert refused["status"] == "ready" and refused["coverage"] == 0  # as if none were: no tell-tale failure
     assert _saved_states(consumer.organisation.node.slug) == before
 
 

@@ -1,0 +1,23 @@
+"""Differential-privacy noise from OpenDP (never a hand-written sampler): the discrete Laplace mechanism on
+integers, whose privacy map for a count (sensitivity 1) is ε = 1/scale."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import opendp.prelude as dp
+
+dp.enable_features("contrib")
+
+
+@lru_cache(maxsize=64)
+def count_mechanism(epsilon: float) -> Any:
+    """OpenDP's discrete Laplace measurement for an integer count, calibrated to ``epsilon``."""
+    if not epsilon > 0:
+        raise ValueError("epsilon must be positive")
+    return dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=1.0 / epsilon)
+
+
+def noisy_count(count: int, *, epsilon: float) -> int:
+    """``count`` + discrete Laplace noise of scale 1/ε: ε-DP for a count that one record changes by 1."""
+    return int(count_mechanism(epsilon)(int(count)))
