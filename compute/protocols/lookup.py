@@ -58,7 +58,10 @@ _NONCE = b"\0" * 12  # each key encrypts one plaintext: keys are per (table vers
 _HASHED_SIZE = 65
 _REQUEST = struct.Struct(">4sBI32s")  # magic, kind, count, the consumer's kept version (or zeros)
 _RESPONSE = struct.Struct(">4sBIB32s")  # magic, kind, count, prepared table included?, current version
-_PREPARED = struct.Struct(">4sBI")  # magic, format version, entries
+# magic, format, entries, SHA-256 of the rest (the table's version); padded to 48 bytes so that the arrays
+# after it are 8-byte aligned (numpy copies a misaligned array before searching it).
+_PREPARED = struct.Struct(">4sBI32s7x")
+_FORMAT = 2
 _MAGIC, _PREPARED_MAGIC = b"DXLK", b"DXLP"
 _STATE_MAGIC = b"DXLS"
 _KIND_REQUEST, _KIND_RESPONSE = 1, 2
@@ -115,50 +118,69 @@ def lookup_prepare(table: Table, *, key: bytes, columns: Sequence[str], hashed: 
         tag, row_key = _derive(digest, item, point)
         entries.append((tag, AESGCM(row_key).encrypt(_NONCE, json.dumps(rows[item]).encode(), tag)))
     entries.sort(key=lambda entry: entry[0])
+    # Layout: the tags' first 8 bytes as native integers (searched without a copy), the tags, the offsets
+    # of each id's sealed rows, the sealed rows.
+    keys = np.array([int.from_bytes(tag[:8], "big") for tag, _ in entries], dtype="<u8")
     offsets = np.zeros(len(entries) + 1, dtype="<u8")
     np.cumsum([len(sealed) for _, sealed in entries], out=offsets[1:])
-    return b"".join([_PREPARED.pack(_PREPARED_MAGIC, 1, len(entries)), b"".join(tag for tag, _ in entries),
-                     offsets.tobytes(), *(sealed for _, sealed in entries)])
+    rest = b"".join([keys.tobytes(), b"".join(tag for tag, _ in entries), offsets.tobytes(),
+                     *(sealed for _, sealed in entries)])
+    return _PREPARED.pack(_PREPARED_MAGIC, _FORMAT, len(entries), hashlib.sha256(rest).digest()) + rest
 
 
 def prepared_version(prepared: bytes) -> bytes:
-    return hashlib.sha256(prepared).digest()
+    """The prepared table's version: the digest its header carries (checked by ``_Prepared.parse``)."""
+    if len(prepared) < _PREPARED.size:
+        raise LookupMessageError("The prepared table is truncated.")
+    return _PREPARED.unpack_from(prepared)[3]
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A parsed prepared table; ``find`` is a binary search on the tags' first 8 bytes (big-endian, so in
-    the same order as the tags), then a check of the whole tag."""
+    """A parsed prepared table; ``find`` is a binary search on the tags' first 8 bytes, then a check of the
+    whole tag. ``parse(verify=True)`` checks the digest and the offsets (a table just received);
+    a node's own kept copy, authenticated by its vault, is read without."""
 
     raw: bytes
     count: int
     keys: np.ndarray
     offsets: np.ndarray
+    tags_start: int
     body_start: int
 
     @classmethod
-    def parse(cls, prepared: bytes) -> _Prepared:
+    def parse(cls, prepared: bytes, *, verify: bool) -> _Prepared:
         if len(prepared) < _PREPARED.size:
             raise LookupMessageError("The prepared table is truncated.")
-        magic, version, count = _PREPARED.unpack_from(prepared)
-        if magic != _PREPARED_MAGIC or version != 1:
+        magic, layout, count, digest = _PREPARED.unpack_from(prepared)
+        if magic != _PREPARED_MAGIC or layout != _FORMAT:
             raise LookupMessageError("Not a prepared lookup table.")
-        tags_end = _PREPARED.size + count * TAG_SIZE
-        body_start = tags_end + (count + 1) * 8
+        tags_start = _PREPARED.size + count * 8
+        offsets_start = tags_start + count * TAG_SIZE
+        body_start = offsets_start + (count + 1) * 8
         if len(prepared) < body_start:
             raise LookupMessageError("The prepared table is truncated.")
-        keys = np.frombuffer(prepared, dtype=">u8", count=2 * count, offset=_PREPARED.size)[0::2].astype(np.uint64)
-        offsets = np.frombuffer(prepared, dtype="<u8", count=count + 1, offset=tags_end).astype(np.int64)
-        if int(offsets[-1]) != len(prepared) - body_start or bool(np.any(np.diff(offsets) < 0)):
-            raise LookupMessageError("The prepared table's offsets do not match its body.")
-        return cls(raw=prepared, count=count, keys=keys, offsets=offsets, body_start=body_start)
+        keys = np.frombuffer(prepared, dtype="<u8", count=count, offset=_PREPARED.size)
+        offsets = np.frombuffer(prepared, dtype="<u8", count=count + 1, offset=offsets_start)
+        if verify:
+            if hashlib.sha256(memoryview(prepared)[_PREPARED.size :]).digest() != digest:
+                raise LookupMessageError("The prepared table does not match its digest.")
+            if int(offsets[-1]) != len(prepared) - body_start or bool(np.any(offsets[1:] < offsets[:-1])):
+                raise LookupMessageError("The prepared table's offsets do not match its body.")
+        return cls(raw=prepared, count=count, keys=keys, offsets=offsets, tags_start=tags_start,
+                   body_start=body_start)
 
     def _tag(self, position: int) -> bytes:
-        start = _PREPARED.size + position * TAG_SIZE
+        start = self.tags_start + position * TAG_SIZE
         return self.raw[start : start + TAG_SIZE]
 
-    def find(self, tag: bytes) -> bytes | None:
-        position = int(np.searchsorted(self.keys, np.uint64(int.from_bytes(tag[:8], "big"))))
+    def find_many(self, tags: Sequence[bytes]) -> list[bytes | None]:
+        """The sealed rows of each tag (None where the table has no such tag), with one vectorised search."""
+        wanted = np.array([int.from_bytes(tag[:8], "big") for tag in tags], dtype=np.uint64)
+        positions = np.searchsorted(self.keys, wanted).tolist()
+        return [self._find_from(position, tag) for position, tag in zip(positions, tags, strict=True)]
+
+    def _find_from(self, position: int, tag: bytes) -> bytes | None:
         while position < self.count and self._tag(position)[:8] == tag[:8]:
             if self._tag(position) == tag:
                 start = self.body_start + int(self.offsets[position])
@@ -252,9 +274,10 @@ def lookup_response_prepared(response: bytes) -> tuple[bytes, bytes | None]:
     return version, (response[start:] if include else None)
 
 
-def lookup_finish(state: LookupClientState, response: bytes, *, columns: Sequence[str],
-                  prepared: bytes) -> dict[bytes, list[list[str]]]:
-    """Step 3 (consumer): unblind, find and decrypt. Returns each matching id's rows (columns in order)."""
+def lookup_finish(state: LookupClientState, response: bytes, *, columns: Sequence[str], prepared: bytes,
+                  kept: bool = False) -> dict[bytes, list[list[str]]]:
+    """Step 3 (consumer): unblind, find and decrypt. Returns each matching id's rows (columns in order).
+    ``kept``: ``prepared`` is this node's own copy, checked when it arrived, so not checked again."""
     if len(response) < _RESPONSE.size:
         raise LookupMessageError("The lookup response is too short.")
     magic, kind, count, _, version = _RESPONSE.unpack_from(response)
@@ -270,12 +293,12 @@ def lookup_finish(state: LookupClientState, response: bytes, *, columns: Sequenc
         points = multiply_many([evaluated[i : i + POINT_SIZE] for i in range(0, len(evaluated), POINT_SIZE)], inverse)
     except InvalidPoint as exc:
         raise LookupMessageError(f"The response holds an invalid curve point (item {exc.index}).") from None
-    table = _Prepared.parse(prepared)
+    table = _Prepared.parse(prepared, verify=not kept)
     digest = columns_digest(columns)
     found: dict[bytes, list[list[str]]] = {}
-    for item, point in zip(state.ids, points, strict=True):
-        tag, row_key = _derive(digest, item, point)
-        sealed = table.find(tag)
+    derived = [_derive(digest, item, point) for item, point in zip(state.ids, points, strict=True)]
+    for item, (tag, row_key), sealed in zip(state.ids, derived, table.find_many([tag for tag, _ in derived]),
+                                            strict=True):
         if sealed is None:
             continue
         try:
@@ -358,7 +381,7 @@ def _finish_step(inputs: StepInput) -> StepOutput:
     if prepared is None:
         raise ComputeError("The provider did not send its prepared table and this node holds none.")
     columns = list(inputs.params["columns"])
-    found = lookup_finish(state, inputs.payload, columns=columns, prepared=prepared)
+    found = lookup_finish(state, inputs.payload, columns=columns, prepared=prepared, kept=carried is None)
     if carried is not None:
         inputs.data.keep(name, carried)
     table = inputs.data.table()
