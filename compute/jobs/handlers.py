@@ -253,7 +253,7 @@ def _job_succeeded(node: Node, message: Message) -> None:
         )
     total = job.total_steps
     job.progress = [*job.progress, {"step": total, "name": job_step_name(job, total), "event": "done",
-                                    **public, "at": timezone.now().isoformat()}]
+                                    "result": public, "at": timezone.now().isoformat()}]
     job.step, job.status, job.finished_at = total, Job.Status.SUCCEEDED, timezone.now()
     job.result, job.result_table = public, result_table
     job.result_cardinality = int(cardinality) if cardinality is not None else None

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
@@ -16,7 +17,7 @@ from frontend.views.chain_reads import asset_registered
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, compute_type_choices, product_search_messages
-from marketplace.models import Organisation, Product
+from marketplace.models import Organisation, PrivacyBudget, Product
 from marketplace.selectors import catalog_providers, dataset_list, product_get, product_search
 from marketplace.services.quotes import quote_request
 
@@ -138,6 +139,10 @@ def _product_page(
         "is_lead": product.provider_id == organisation.id,
         "is_contributor": organisation.id in providers,
         "registration": _registration(product),
+        "quote_budget": PrivacyBudget.objects.filter(buyer=organisation, product=product,
+                                                     kind=PrivacyBudget.Kind.QUOTE).first(),
+        "quote_epsilon": settings.QUOTE_EPSILON,
+        "quote_budget_total": settings.QUOTE_BUDGET_EPSILON,
     }
     return render(request, "frontend/product_detail.html", context, status=status)
 

@@ -41,3 +41,6 @@ def test_a_lookup_is_listed_chosen_and_quoted_through_the_pages(make_party):
     assert asked.status_code == 302
     quote = Quote.objects.get(buyer=consumer.organisation)
     assert quote.compute_type == "lookup" and quote.params == {"columns": ["score"]}
+    # The product page says what a quote costs of the buyer's privacy budget, and what is left.
+    assert "ε 100000 in all" in page
+    assert "ε 99900 of 100000 left" in buyer.get(f"/products/{product.id}/").content.decode()
