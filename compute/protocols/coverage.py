@@ -30,13 +30,23 @@ from compute.protocols.noise import noisy_count
 from compute.protocols.psi import (
     POINT_SIZE,
     PsiClientState,
+    blind_step,
     new_scalar,
-    psi_client_blind,
+    psi_points,
     psi_request_distinct,
     psi_request_points,
-    psi_server_hash,
 )
-from compute.protocols.spec import ParamsError, ProtocolSpec, Release, Role, Step, StepInput, StepOutput, TableSchema
+from compute.protocols.spec import (
+    ParamsError,
+    ProtocolSpec,
+    Release,
+    Role,
+    Step,
+    StepInput,
+    StepOutput,
+    TableSchema,
+    cohort_check,
+)
 
 _POINTS = struct.Struct(">4sI")  # magic, count
 _MAGIC_SERVER, _MAGIC_BACK = b"DXC2", b"DXC3"
@@ -69,36 +79,16 @@ def _multiply(points: Sequence[bytes], key: bytes) -> list[bytes]:
         raise ComputeError(f"The coverage message holds an invalid curve point (item {exc.index}).") from None
 
 
-def _too_small(distinct: int, minimum: int) -> ComputeError:
-    return ComputeError(f"The query set has {distinct} distinct ids; at least {minimum} are needed so that no "
-                        "single record can be probed.")
-
-
 def coverage_count(kept: Sequence[bytes], returned: Sequence[bytes]) -> int:
     """The provider's exact count: how many of the buyer's double-blinded points are among its own."""
     return len(set(kept) & set(returned))
 
 
-def _blind_step(inputs: StepInput) -> StepOutput:
-    if inputs.state is not None:  # a redelivered step sends the same message
-        saved = PsiClientState.from_bytes(inputs.state)
-        state, request = psi_client_blind(saved.ids, key=saved.key)
-    else:
-        ids = [value.encode() for value in inputs.data.ids() if value]
-        if len(set(ids)) < inputs.min_cohort:
-            raise _too_small(len(set(ids)), inputs.min_cohort)
-        state, request = psi_client_blind(ids)
-    return StepOutput(message=request, state=state.to_bytes())
-
-
 def _answer_step(inputs: StepInput) -> StepOutput:
-    distinct = psi_request_distinct(inputs.payload)
-    if distinct < inputs.min_cohort:
-        raise _too_small(distinct, inputs.min_cohort)
+    cohort_check(psi_request_distinct(inputs.payload), inputs.min_cohort)  # the provider's own count
     key = inputs.state[:32] if inputs.state is not None else new_scalar()  # redelivered: the same b
     kept = sorted(set(_multiply(psi_request_points(inputs.payload), key)))
-    hashed = inputs.data.cached("psi-points",
-                                lambda: psi_server_hash([v.encode() for v in inputs.data.ids() if v]))
+    hashed = psi_points(inputs.data)
     theirs = _multiply([hashed[i : i + _HASHED_SIZE] for i in range(0, len(hashed), _HASHED_SIZE)], key)
     secrets.SystemRandom().shuffle(theirs)
     state = key + struct.pack(">I", len(theirs)) + b"".join(kept)
@@ -150,7 +140,7 @@ SPEC = ProtocolSpec(
         Role("provider", "holds the product's table; counts, adds the noise, releases", granted=True),
     ),
     steps=(
-        Step("consumer", "blind the consumer's ids", _blind_step),
+        Step("consumer", "blind the consumer's ids", blind_step),
         Step("provider", "blind the provider's ids", _answer_step),
         Step("consumer", "re-blind and shuffle", _reblind_step),
         Step("provider", "count, add noise and release", _count_step),

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from compute.crypto.hash_to_curve import hash_to_curve_many
 from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
-from compute.protocols.psi import DST, POINT_SIZE, psi_server_hash
+from compute.protocols.psi import DST, POINT_SIZE, psi_points, psi_server_hash
 from compute.protocols.spec import (
     ParamsError,
     ProtocolSpec,
@@ -48,6 +48,8 @@ from compute.protocols.spec import (
     StepInput,
     StepOutput,
     TableSchema,
+    cohort_check,
+    party_ids,
 )
 from compute.tabular import Table
 
@@ -345,27 +347,20 @@ def _blind_step(inputs: StepInput) -> StepOutput:
         saved = LookupClientState.from_bytes(inputs.state)
         state, request = lookup_request(saved.ids, kept_version=version, key=saved.key)
     else:
-        ids = [value.encode() for value in inputs.data.ids() if value]
-        distinct = len(set(ids))
-        if distinct < inputs.min_cohort:
-            raise ComputeError(f"The query set has {distinct} distinct ids; at least {inputs.min_cohort} are "
-                               "needed so that no single record can be probed.")
+        ids = party_ids(inputs.data)
+        cohort_check(len(set(ids)), inputs.min_cohort)
         state, request = lookup_request(ids, kept_version=version)
     return StepOutput(message=request, state=state.to_bytes())
 
 
 def _respond_step(inputs: StepInput) -> StepOutput:
-    distinct = lookup_request_count(inputs.payload)
-    if distinct < inputs.min_cohort:
-        raise ComputeError(f"The query set has {distinct} distinct ids; at least {inputs.min_cohort} are "
-                           "needed so that no single record can be probed.")
+    cohort_check(lookup_request_count(inputs.payload), inputs.min_cohort)  # the provider's own count
     columns = list(inputs.params["columns"])
     key = inputs.data.cached("lookup-key", new_key)
 
     def prepare() -> bytes:
-        ids = inputs.data.ids()
-        hashed = inputs.data.cached("psi-points", lambda: psi_server_hash([v.encode() for v in ids if v]))
-        return lookup_prepare(inputs.data.table(), key=key, columns=columns, hashed=hashed, ids=ids)
+        return lookup_prepare(inputs.data.table(), key=key, columns=columns, hashed=psi_points(inputs.data),
+                              ids=inputs.data.ids())
 
     prepared = inputs.data.cached(f"lookup-prep-{columns_digest(columns).hex()[:32]}", prepare)
     return StepOutput(message=lookup_respond(inputs.payload, key=key, prepared=prepared))

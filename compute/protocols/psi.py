@@ -32,7 +32,17 @@ from dataclasses import dataclass, field
 from compute.crypto.hash_to_curve import hash_to_curve_many
 from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
-from compute.protocols.spec import ProtocolSpec, Release, Role, Step, StepInput, StepOutput
+from compute.protocols.spec import (
+    PartyData,
+    ProtocolSpec,
+    Release,
+    Role,
+    Step,
+    StepInput,
+    StepOutput,
+    cohort_check,
+    party_ids,
+)
 from compute.tabular import Table
 
 DST = b"DATAXCHANGE-PSI-V1-secp256k1_XMD:SHA-256_SSWU_RO_"
@@ -303,34 +313,28 @@ def psi_request_distinct(message: bytes) -> int:
     return len(set(_split(body)))
 
 
-def _query_too_small(distinct: int, minimum: int) -> ComputeError:
-    return ComputeError(f"The query set has {distinct} distinct ids; at least {minimum} are needed so that no "
-                        "single record can be probed.")
+def psi_points(data: PartyData) -> bytes:
+    """H(y) of the party's distinct ids, kept per table version and id rule (the precomputation every
+    protocol that hashes a provider's ids shares)."""
+    return data.cached("psi-points", lambda: psi_server_hash(party_ids(data)))
 
 
-def _blind_step(inputs: StepInput) -> StepOutput:
+def blind_step(inputs: StepInput) -> StepOutput:
+    """The consumer's first step (of the PSIs and of coverage_dp): its distinct ids, blinded."""
     if inputs.state is not None:  # a redelivered step reuses its scalar, so it sends the same message
         saved = PsiClientState.from_bytes(inputs.state)
         state, request = psi_client_blind(saved.ids, key=saved.key)
     else:
-        ids = [value.encode() for value in inputs.data.ids() if value]
-        if len(set(ids)) < inputs.min_cohort:
-            raise _query_too_small(len(set(ids)), inputs.min_cohort)
+        ids = party_ids(inputs.data)
+        cohort_check(len(set(ids)), inputs.min_cohort)
         state, request = psi_client_blind(ids)
     return StepOutput(message=request, state=state.to_bytes())
 
 
 def _respond_step(mode: str) -> Callable[[StepInput], StepOutput]:
     def respond(inputs: StepInput) -> StepOutput:
-        distinct = psi_request_distinct(inputs.payload)
-        if distinct < inputs.min_cohort:  # the provider's own check of the consumer's query set
-            raise _query_too_small(distinct, inputs.min_cohort)
-
-        def points() -> bytes:
-            return psi_server_hash([value.encode() for value in inputs.data.ids() if value])
-
-        return StepOutput(message=psi_server_respond(inputs.payload, hashed=inputs.data.cached("psi-points", points),
-                                                     mode=mode))
+        cohort_check(psi_request_distinct(inputs.payload), inputs.min_cohort)  # the provider's own count
+        return StepOutput(message=psi_server_respond(inputs.payload, hashed=psi_points(inputs.data), mode=mode))
 
     return respond
 
@@ -369,7 +373,7 @@ SPEC = ProtocolSpec(
     label="Private set intersection",
     roles=_ROLES,
     steps=(
-        Step("consumer", "blind the consumer's ids", _blind_step),
+        Step("consumer", "blind the consumer's ids", blind_step),
         Step("provider", "provider answers", _respond_step("intersection")),
         Step("consumer", "intersect and release", _intersect_step),
     ),
@@ -384,7 +388,7 @@ CARDINALITY_SPEC = ProtocolSpec(
     label="Private intersection size",
     roles=_ROLES,
     steps=(
-        Step("consumer", "blind the consumer's ids", _blind_step),
+        Step("consumer", "blind the consumer's ids", blind_step),
         Step("provider", "provider answers", _respond_step("cardinality")),
         Step("consumer", "count and release", _count_step),
     ),

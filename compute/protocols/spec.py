@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from compute.exceptions import ComputeError
 from compute.tabular import Table
 
 
@@ -100,6 +101,19 @@ class TableSchema:
 
 
 ParamsCheck = Callable[[Mapping[str, Any], Mapping[str, Sequence[TableSchema]]], dict[str, Any]]
+
+
+def party_ids(data: PartyData) -> list[bytes]:
+    """The party's ids that take part (a non-empty normal form), UTF-8, in row order."""
+    return [value.encode() for value in data.ids() if value]
+
+
+def cohort_check(distinct: int, minimum: int) -> None:
+    """A query set must hold at least ``minimum`` distinct ids, so that no single record can be probed;
+    each node checks it on what it holds or receives."""
+    if distinct < minimum:
+        raise ComputeError(f"The query set has {distinct} distinct ids; at least {minimum} are needed so that no "
+                           "single record can be probed.")
 
 
 def no_params(params: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]] | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from compute.protocols import coverage, lookup, psi
+from compute.protocols import psi
 from tests.conftest import node_home
 from tests.marketplace.api_flow import client_for, list_product, quote, upload
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
@@ -24,8 +24,7 @@ def test_the_providers_hashed_ids_are_computed_once_per_table_and_kept_encrypted
         hashed.append(len(ids))
         return real(ids, **kwargs)
 
-    for module in (psi, coverage, lookup):  # every protocol that hashes a provider's ids shares the points
-        monkeypatch.setattr(module, "psi_server_hash", counted)
+    monkeypatch.setattr(psi, "psi_server_hash", counted)  # psi_points, shared by every protocol, calls it
     product = list_product(seller, upload(seller, "customers", provider_csv(provider_ids))["id"])
     mine = upload(buyer, "applicants", consumer_csv(consumer_ids))
     first = quote(buyer, product["id"], mine["id"])
