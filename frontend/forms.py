@@ -89,11 +89,18 @@ class ProductCreateForm(forms.Form):
     compute_types = forms.MultipleChoiceField(
         label="Sold as", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
         help_text="What a buyer may run on it. A private lookup returns your chosen columns for the ids a "
-                  "buyer asks about; a private set intersection only which of its ids you hold.",
+                  "buyer asks about; cross-table statistics the count, sum and mean of one of your columns per "
+                  "group of the buyer's, never a row; a private set intersection only which of its ids you hold.",
     )
     id_rule = forms.ChoiceField(
         label="Id matching", choices=list(ID_RULES.items()), initial=DEFAULT_ID_RULE, required=False,
         help_text="How ids are normalised on both sides before they are matched.",
+    )
+    privacy_epsilon = forms.DecimalField(
+        label="Privacy budget for statistics (ε)", min_value=Decimal("0.001"), max_value=Decimal(100_000),
+        max_digits=9, decimal_places=3, required=False,
+        help_text="For cross-table statistics: the total ε each buyer may spend on noisy results over this "
+                  "product (e.g. 3). Leave empty to sell exact statistics, still gated by the minimum cohort.",
     )
     publish = forms.BooleanField(
         label="Publish now", required=False, initial=True,
@@ -132,9 +139,25 @@ class QuoteRequestForm(forms.Form):
         label="Columns to return", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
         help_text="For a private lookup: the provider's columns you receive for your ids it holds (all if none).",
     )
+    value_column = forms.ChoiceField(
+        label="Provider's column", choices=(), required=False,
+        help_text="For statistics: the provider's numeric column counted, summed and averaged over your ids.")
+    group_column = forms.CharField(
+        label="Group by (your column)", max_length=200, required=False,
+        help_text="For statistics: a column of your dataset, e.g. segment; empty for one total.")
+    bound_low = forms.DecimalField(label="Values from", required=False, max_digits=18, decimal_places=6,
+                                   help_text="For statistics: each value is clamped into [from, to].")
+    bound_high = forms.DecimalField(label="Values to", required=False, max_digits=18, decimal_places=6)
+    decimals = forms.IntegerField(label="Decimals", min_value=0, max_value=6, initial=0, required=False)
+    epsilon = forms.DecimalField(
+        label="Privacy loss ε", min_value=Decimal("0.001"), max_digits=9, decimal_places=3, required=False,
+        help_text="For statistics: the noise's ε (smaller is more private and noisier); charged to your "
+                  "statistics budget on this product for each run.")
+
+    STATISTICS_FIELDS = ("value_column", "group_column", "bound_low", "bound_high", "decimals", "epsilon")
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], compute_types: list[str],
-                 columns: list[str], **kwargs: Any) -> None:
+                 columns: list[str], value_columns: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets  # type: ignore[attr-defined]
         labels = dict(Product.Purpose.choices)
@@ -146,10 +169,27 @@ class QuoteRequestForm(forms.Form):
         self.fields["columns"].choices = [(c, c) for c in columns]  # type: ignore[attr-defined]
         if not columns:
             del self.fields["columns"]
+        self._sells_statistics = "cross_stats" in compute_types
+        if self._sells_statistics:
+            self.fields["value_column"].choices = [(c, c) for c in value_columns or []]  # type: ignore[attr-defined]
+        else:
+            for name in self.STATISTICS_FIELDS:
+                del self.fields[name]
 
     def params(self) -> dict[str, Any]:
         """The chosen protocol's parameters (the protocol checks them)."""
-        columns = self.cleaned_data.get("columns")
+        data = self.cleaned_data
+        if self._sells_statistics and (data.get("compute_type") or "cross_stats") == "cross_stats":
+            params: dict[str, Any] = {"value_column": data.get("value_column") or ""}
+            if data.get("group_column"):
+                params["group_column"] = data["group_column"].strip()
+            if data.get("bound_low") is not None and data.get("bound_high") is not None:
+                params["bounds"] = [float(data["bound_low"]), float(data["bound_high"])]
+            params["decimals"] = data.get("decimals") or 0
+            if data.get("epsilon") is not None:
+                params["epsilon"] = float(data["epsilon"])
+            return params
+        columns = data.get("columns")
         return {"columns": list(columns)} if columns else {}
 
 

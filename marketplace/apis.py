@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -95,7 +96,7 @@ class ProductOutput(serializers.ModelSerializer):
         fields = [
             "id", "title", "description", "provider", "category", "tags", "compute_types", "id_rule", "purposes",
             "base_price", "price_per_match", "quota_unit", "quota", "validity_days", "min_cohort",
-            "sample_preview", "status", "chain_asset_id", "contributions", "created_at",
+            "privacy_epsilon", "sample_preview", "status", "chain_asset_id", "contributions", "created_at",
         ]
 
 
@@ -298,6 +299,10 @@ class ProductCreateApi(APIView):
         id_rule = serializers.ChoiceField(
             list(ID_RULES.items()), default=DEFAULT_ID_RULE,
             help_text="How ids are normalised before matching: nfc (case matters), nfkc_casefold, digits.")
+        privacy_epsilon = serializers.DecimalField(
+            max_digits=9, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal(100_000), required=False,
+            allow_null=True, default=None,
+            help_text="The total ε each buyer may spend on noisy statistics over the product; none: without noise.")
         publish = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutput})
@@ -321,6 +326,7 @@ class ProductCreateApi(APIView):
             min_cohort=values["min_cohort"],
             compute_types=values.get("compute_types"),
             id_rule=values["id_rule"],
+            privacy_epsilon=values["privacy_epsilon"],
             publish=values["publish"],
             actor=_actor(request),
         )

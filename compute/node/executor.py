@@ -187,6 +187,9 @@ def _release(node: NodeRuntime, job: dict[str, Any], release: Release) -> list[d
     minimum = int(job.get("min_cohort", 0))
     if 0 < release.cohort < minimum:
         raise ReleaseRejected(f"Release rejected: the result has fewer than {minimum} records (minimum cohort).")
+    if any(count < minimum for count in release.group_counts):
+        raise ReleaseRejected(f"Release rejected: a group of the result has fewer than {minimum} records "
+                              "(minimum cohort).")
     outcome: dict[str, Any] = {"public": release.public}
     if "cardinality" in release.public:
         outcome["cardinality"] = int(release.public["cardinality"])

@@ -15,9 +15,23 @@ def count_mechanism(epsilon: float) -> Any:
     """OpenDP's discrete Laplace measurement for an integer count, calibrated to ``epsilon``."""
     if not epsilon > 0:
         raise ValueError("epsilon must be positive")
-    return dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=1.0 / epsilon)
+    return integer_mechanism(1.0 / epsilon)
 
 
 def noisy_count(count: int, *, epsilon: float) -> int:
     """``count`` + discrete Laplace noise of scale 1/ε: ε-DP for a count that one record changes by 1."""
     return int(count_mechanism(epsilon)(int(count)))
+
+
+@lru_cache(maxsize=64)
+def integer_mechanism(scale: float) -> Any:
+    """OpenDP's discrete Laplace measurement on integers with the given scale."""
+    if not scale > 0:
+        raise ValueError("scale must be positive")
+    return dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=float(scale))
+
+
+def noisy_integer(value: int, *, scale: float) -> int:
+    """``value`` + discrete Laplace noise of ``scale``: ε-DP for a value one record changes by at most
+    Δ when scale = Δ/ε."""
+    return int(integer_mechanism(scale)(int(value)))

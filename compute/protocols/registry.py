@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.protocols import coverage, lookup, psi
+from compute.protocols import coverage, lookup, psi, stats
 from compute.protocols.spec import ProtocolSpec, TableSchema
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    spec.name: spec for spec in (psi.SPEC, lookup.SPEC, psi.CARDINALITY_SPEC, coverage.SPEC)}
+    spec.name: spec for spec in (psi.SPEC, lookup.SPEC, stats.SPEC, psi.CARDINALITY_SPEC, coverage.SPEC)}
 
 
 class UnknownProtocol(KeyError):

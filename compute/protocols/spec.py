@@ -66,6 +66,7 @@ class Release:
     cohort: int  # how many distinct records the result is computed over: the gate's count
     public: dict[str, Any] = field(default_factory=dict)  # what the marketplace records (e.g. a count)
     table: Table | None = None  # a result table, kept in the releasing node's vault for its owner
+    group_counts: tuple[int, ...] = ()  # a grouped result: each group's count, each judged by the gate
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class ProtocolSpec:
     default_offer: bool = False  # sold by a product that does not name its compute types
     buyer_role: str = "consumer"  # the buyer's node: grants are issued to it; its query set meets the cohort
     sold: bool = True  # offered as a product's compute type (a quote-only protocol is not)
+    budgeted: bool = False  # its "epsilon" parameter is privacy loss, charged to the buyer's budget on the product
 
     def role(self, name: str) -> Role:
         for role in self.roles:

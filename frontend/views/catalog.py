@@ -143,6 +143,8 @@ def _product_page(
                                                      kind=PrivacyBudget.Kind.QUOTE).first(),
         "quote_epsilon": settings.QUOTE_EPSILON,
         "quote_budget_total": settings.QUOTE_BUDGET_EPSILON,
+        "stats_budget": PrivacyBudget.objects.filter(buyer=organisation, product=product,
+                                                     kind=PrivacyBudget.Kind.STATS).first(),
     }
     return render(request, "frontend/product_detail.html", context, status=status)
 
@@ -156,13 +158,13 @@ def _registration(product: Product) -> str:
 
 
 def _quote_form(organisation: Organisation, product: Product, data: dict | None = None) -> QuoteRequestForm:
-    columns: list[str] = []
-    if "lookup" in product.compute_types:  # the columns a private lookup may return: common to every dataset
-        schemas = [{c["name"] for c in contribution.dataset.table.columns} - {contribution.dataset.table.id_column}
-                   for contribution in product.contributions.select_related("dataset__table")]
-        columns = sorted(set.intersection(*schemas)) if schemas else []
+    # The columns a lookup may return or statistics may sum over: those common to every dataset.
+    schemas = [{c["name"] for c in contribution.dataset.table.columns} - {contribution.dataset.table.id_column}
+               for contribution in product.contributions.select_related("dataset__table")]
+    common = sorted(set.intersection(*schemas)) if schemas else []
     return QuoteRequestForm(data, datasets=dataset_list(organisation=organisation), purposes=product.purposes,
-                            compute_types=product.compute_types, columns=columns)
+                            compute_types=product.compute_types,
+                            columns=common if "lookup" in product.compute_types else [], value_columns=common)
 
 
 @login_required

@@ -120,6 +120,7 @@ def product_list_create(request: HttpRequest) -> HttpResponse:
             min_cohort=data["min_cohort"],
             compute_types=data["compute_types"] or None,
             id_rule=data["id_rule"] or DEFAULT_ID_RULE,
+            privacy_epsilon=data["privacy_epsilon"],
             actor=actor_of(request),
         )
     except ApplicationError as error:

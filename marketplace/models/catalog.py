@@ -72,6 +72,10 @@ class Product(models.Model):
     min_cohort = models.PositiveIntegerField(default=3, help_text="Release rule: smallest result released.")
     id_rule = models.CharField(max_length=16, choices=list(ID_RULES.items()), default=DEFAULT_ID_RULE,
                                help_text="How ids are normalised before they are matched (docs/protocols.md).")
+    privacy_epsilon = models.DecimalField(
+        max_digits=9, decimal_places=3, null=True, blank=True,
+        help_text="The total ε each buyer may spend on noisy statistics over this product; empty: statistics "
+                  "may be bought without noise.")
     sample_preview = models.JSONField(default=list, blank=True, help_text="Synthetic rows; no real record.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     chain_asset_id = models.CharField(max_length=66, blank=True)

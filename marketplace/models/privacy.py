@@ -11,6 +11,7 @@ from django.db import models
 class PrivacyBudget(models.Model):
     class Kind(models.TextChoices):
         QUOTE = "quote", "Quotes (noisy coverage)"
+        STATS = "stats", "Statistics (noisy releases)"
 
     buyer = models.ForeignKey("marketplace.Organisation", on_delete=models.PROTECT, related_name="privacy_budgets")
     product = models.ForeignKey("marketplace.Product", on_delete=models.PROTECT, related_name="privacy_budgets")

@@ -7,6 +7,7 @@ the product's fingerprint on chain. Draft → published ⇄ suspended → retire
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -130,6 +131,7 @@ def product_create(
     min_cohort: int = 3,
     compute_types: list[str] | None = None,
     id_rule: str = DEFAULT_ID_RULE,
+    privacy_epsilon: Decimal | None = None,
     publish: bool = False,
 ) -> Product:
     """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
@@ -142,6 +144,8 @@ def product_create(
         raise ApplicationError(f"Unknown id rule {id_rule!r}.", {"field": "id_rule", "allowed": list(ID_RULES)})
     if category not in Product.Category.values:
         raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
+    if privacy_epsilon is not None and not Decimal("0.001") <= Decimal(privacy_epsilon) <= Decimal(100_000):
+        raise ApplicationError("The privacy budget ε is from 0.001 to 100,000 (or none).", {"field": "privacy_epsilon"})
     if not dataset_ids:
         raise ApplicationError("A product needs at least one dataset.", {"field": "datasets"})
     datasets = list(Dataset.objects.filter(id__in=dataset_ids, organisation=provider).select_related("table"))
@@ -156,6 +160,7 @@ def product_create(
         tags=tags,
         compute_types=compute_types,
         id_rule=id_rule,
+        privacy_epsilon=privacy_epsilon,
         purposes=sorted(set(purposes)),
         base_price=base_price,
         price_per_match=price_per_match,

@@ -27,8 +27,18 @@ from compute.models import Job, ResultExport
 from compute.protocols.ids import DEFAULT_ID_RULE
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
-from marketplace.models import LedgerAccount, Order, OrderGrant, OrderJob, Organisation, Product, Quote
+from marketplace.models import (
+    LedgerAccount,
+    Order,
+    OrderGrant,
+    OrderJob,
+    Organisation,
+    PrivacyBudget,
+    Product,
+    Quote,
+)
 from marketplace.services.ledger import ledger_account, ledger_post
+from marketplace.services.privacy import privacy_charge, privacy_refund, statistics_spend
 
 
 def order_parties(order: Order) -> list[str]:
@@ -118,6 +128,7 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         shares=quote.shares,
         grant_expires_at=expires_at,
     )
+    _privacy_charge_run(order, run=1, jobs=product.contributions.count(), actor=actor)
     ledger_post(
         memo=f"Purchase of {product.title} into escrow",
         order=order,
@@ -180,6 +191,7 @@ def order_grant_failed(*, order_grant_id: int, reason: str) -> Order:
     if order.status != Order.Status.PAID:
         return order
     order.failure_reason = f"A grant could not be written on chain: {reason}"
+    privacy_refund(subject=_run_subject(order, 1))
     _transition(order, Order.Status.FAILED, actor="system", payload={"reason": order.failure_reason})
     _refund(order, amount=order.price, memo=f"Refund of order {order.id}")
     _transition(order, Order.Status.REFUNDED, actor="system", payload={"amount": order.price})
@@ -198,12 +210,28 @@ def order_job_start(*, order: Order, organisation: Organisation, actor: str) -> 
         return _run_start(locked, actor=actor)
 
 
+def _privacy_charge_run(order: Order, *, run: int, jobs: int, actor: str) -> None:
+    """Charge a run's differential-privacy loss to the buyer's statistics budget on the product before any
+    of its jobs exists (BudgetExhausted, and nothing written, when too little is left)."""
+    spend = statistics_spend(product=order.product, protocol=str(order.terms.get("protocol", "psi")),
+                             params=order.terms.get("params") or {}, jobs=jobs)
+    if spend is not None:
+        privacy_charge(buyer=order.buyer, product=order.product, kind=PrivacyBudget.Kind.STATS, epsilon=spend,
+                       subject=_run_subject(order, run), actor=actor)
+
+
+def _run_subject(order: Order, run: int) -> str:
+    return f"order:{order.id}:run:{run}"
+
+
 def _run_start(order: Order, *, actor: str) -> list[Job]:
     grants = list(order.grants.filter(status=OrderGrant.Status.CONFIRMED, revoked=False).select_related(
         "contribution__dataset__table"))
     if not grants:
         raise ApplicationError("The order has no active grant left.")
     run = (order.order_jobs.aggregate(last=Max("run"))["last"] or 0) + 1
+    if run > 1:  # the first run's was charged with the order
+        _privacy_charge_run(order, run=run, jobs=len(grants), actor=actor)
     consumer_table = order.quote.buyer_dataset.table
     jobs = []
     for grant in grants:
@@ -235,6 +263,9 @@ def order_job_finished(*, job_id: str) -> Order | None:
     if link is None:
         return None
     order = _order_locked(link.order_id)
+    run = list(order.order_jobs.filter(run=link.run).select_related("job"))
+    if all(item.job.is_finished for item in run) and not any(item.job.status == Job.Status.SUCCEEDED for item in run):
+        privacy_refund(subject=_run_subject(order, link.run))  # nothing was released: its ε is given back
     if order.status != Order.Status.FULFILLING or link.run != 1:
         return order
     first_run = list(order.order_jobs.filter(run=1).select_related("job", "grant__provider"))
@@ -310,6 +341,7 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempo
     if order.status not in {Order.Status.PAID, Order.Status.GRANTED} or order.order_jobs.exists():
         raise Conflict(f"The order is {order.status}; it can be cancelled only before fulfilment starts.")
     _refund(order, amount=order.price, memo=f"Cancellation of order {order.id}")
+    privacy_refund(subject=_run_subject(order, 1))  # nothing ran: nothing was released
     order.cancel_idempotency_key = idempotency_key
     order.save(update_fields=["cancel_idempotency_key"])
     _transition(order, Order.Status.CANCELLED, actor=actor, payload={"refunded": order.price})

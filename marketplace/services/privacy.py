@@ -5,6 +5,7 @@ charge and refund is an audit event."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
+from compute.protocols.registry import protocol_get
 from marketplace.exceptions import ApplicationError
 from marketplace.models import Organisation, PrivacyBudget, PrivacyCharge, Product
 
@@ -20,17 +22,39 @@ class BudgetExhausted(ApplicationError):
     status = 403
 
 
-def _total(kind: str) -> Decimal:
+def epsilon_text(value: Decimal) -> str:
+    """An ε as people write it: 1500, 0.5 (not 1.5E+3 or 0.500000)."""
+    return f"{Decimal(value).normalize():f}"
+
+
+def _total(kind: str, product: Product) -> Decimal:
     if kind == PrivacyBudget.Kind.QUOTE:
         return Decimal(str(settings.QUOTE_BUDGET_EPSILON))
-    raise ValueError(f"no configured total for {kind!r} budgets")
+    if kind == PrivacyBudget.Kind.STATS and product.privacy_epsilon is not None:
+        return Decimal(product.privacy_epsilon)
+    raise ValueError(f"no configured total for {kind!r} budgets on this product")
 
 
 def privacy_budget(*, buyer: Organisation, product: Product, kind: str) -> PrivacyBudget:
-    """The buyer's budget of ``kind`` on the product, opened with the configured total on first use."""
+    """The buyer's budget of ``kind`` on the product, opened on first use with its total: the marketplace's
+    for quotes, the product's terms for statistics."""
     budget, _ = PrivacyBudget.objects.get_or_create(buyer=buyer, product=product, kind=kind,
-                                                    defaults={"epsilon_total": _total(kind)})
+                                                    defaults={"epsilon_total": _total(kind, product)})
     return budget
+
+
+def statistics_spend(*, product: Product, protocol: str, params: dict[str, Any], jobs: int) -> float | None:
+    """The ε a run of ``jobs`` jobs of ``protocol`` charges to the buyer's statistics budget on the product
+    (None when nothing is charged: the protocol releases no noisy statistic, or the product sets no budget).
+    Each job releases over one provider's data, so their losses add up."""
+    if not protocol_get(protocol).budgeted or product.privacy_epsilon is None:
+        return None
+    epsilon = params.get("epsilon")
+    if not epsilon:
+        raise ApplicationError(
+            f"This product releases statistics only with differential-privacy noise: set params.epsilon (its "
+            f"terms give each buyer ε {epsilon_text(Decimal(product.privacy_epsilon))} in all).", {"field": "params"})
+    return float(epsilon) * jobs
 
 
 @transaction.atomic
@@ -47,8 +71,8 @@ def privacy_charge(*, buyer: Organisation, product: Product, kind: str, epsilon:
     budget.refresh_from_db()
     if not spent:
         raise BudgetExhausted(
-            f"Your {kind} privacy budget on this product is spent (ε {budget.epsilon_spent.normalize()} of "
-            f"{budget.epsilon_total.normalize()}); each costs ε {amount.normalize()}. It protects the provider's "
+            f"Your {kind} privacy budget on this product is spent (ε {epsilon_text(budget.epsilon_spent)} of "
+            f"{epsilon_text(budget.epsilon_total)}); each costs ε {epsilon_text(amount)}. It protects the provider's "
             "data subjects from being singled out by repeated measurements.",
             {"budget": kind, "epsilon_total": str(budget.epsilon_total), "epsilon_spent": str(budget.epsilon_spent)},
         )

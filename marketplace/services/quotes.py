@@ -3,6 +3,7 @@ intersection cardinality between the nodes, then the pricing policy (price, brea
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +17,14 @@ from compute.protocols.registry import UnknownProtocol, protocol_get, table_sche
 from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
-from marketplace.services.privacy import privacy_charge, privacy_refund
+from marketplace.services.privacy import (
+    BudgetExhausted,
+    epsilon_text,
+    privacy_budget,
+    privacy_charge,
+    privacy_refund,
+    statistics_spend,
+)
 from pricing.services import coverage_measure_start, quote_price_from_jobs
 
 
@@ -37,11 +45,28 @@ def _compute_choice(product: Product, dataset: Dataset, compute_type: str,
     schemas = {"consumer": [_schema(dataset.table)],
                "provider": [_schema(c.dataset.table) for c in product.contributions.select_related("dataset__table")]}
     try:
-        return compute_type, protocol_get(compute_type).params(params, schemas)
+        params = protocol_get(compute_type).params(params, schemas)
     except UnknownProtocol as exc:
         raise ApplicationError(exc.message, {"field": "compute_type"}) from exc
     except ParamsError as exc:
         raise ApplicationError(str(exc), {"field": "params"}) from exc
+    return compute_type, params
+
+
+def _statistics_budget_check(*, buyer: Organisation, product: Product, compute_type: str,
+                             params: dict[str, Any]) -> None:
+    """Refuse at once a quote whose first run the buyer's statistics budget could not pay for (the order
+    charges it)."""
+    spend = statistics_spend(product=product, protocol=compute_type, params=params,
+                             jobs=product.contributions.count())
+    if spend is None:
+        return
+    budget = privacy_budget(buyer=buyer, product=product, kind=PrivacyBudget.Kind.STATS)
+    if Decimal(str(spend)) > budget.epsilon_left:
+        raise BudgetExhausted(
+            f"A run costs ε {spend:g} of your statistics budget on this product, and ε "
+            f"{epsilon_text(budget.epsilon_left)} of {epsilon_text(budget.epsilon_total)} is left.",
+            {"field": "params", "budget": "stats", "epsilon_left": str(budget.epsilon_left)})
 
 
 def _schema(table: StoredTable) -> TableSchema:
@@ -68,6 +93,7 @@ def quote_request(
             f"This product may not be used for {purpose!r}.", {"field": "purpose", "allowed": product.purposes}
         )
     compute_type, params = _compute_choice(product, dataset, compute_type, params or {})
+    _statistics_budget_check(buyer=buyer, product=product, compute_type=compute_type, params=params)
     quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose,
                                  compute_type=compute_type, params=params)
     # Charged before any job starts; a quote refused here leaves nothing behind (one transaction).

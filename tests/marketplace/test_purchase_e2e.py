@@ -182,3 +182,50 @@ def test_a_private_lookup_on_a_real_worker_sends_no_raw_id_or_value_through_the_
         everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
         for value in [*provider_ids, *consumer_ids, *incomes.values()]:
             assert value.encode() not in everything
+
+
+def test_cross_table_statistics_on_a_real_worker_send_no_raw_id_value_or_group_through_the_broker(
+        make_party, celery_worker_process):
+    provider = make_party("prov-st-e2e", provider=True)
+    consumer = make_party("cons-st-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([provider.organisation.node.queue, consumer.organisation.node.queue])
+    provider_ids, consumer_ids = overlapping_ids(provider=200, consumer=40, overlap=15)
+    incomes = {value: f"{1000 + index * 7.31:.2f}" for index, value in enumerate(provider_ids)}
+    segments = {value: f"segment-{'alpha' if index % 2 else 'omega'}" for index, value in enumerate(consumer_ids)}
+    data = ("customer_id,income\n" + "".join(f"{value},{incomes[value]}\n" for value in provider_ids)).encode()
+    mine_data = ("customer_id,segment\n" + "".join(f"{value},{segments[value]}\n" for value in consumer_ids)).encode()
+    seller, buyer = client_for(provider.token), client_for(consumer.token)
+    product = list_product(seller, upload(seller, "incomes", data, timeout=120)["id"], compute_types=["cross_stats"])
+    mine = upload(buyer, "segments", mine_data, timeout=120)
+
+    params = {"value_column": "income", "group_column": "segment", "bounds": [0, 5000], "decimals": 2}
+    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
+                                        "compute_type": "cross_stats", "params": params}, format="json")
+    assert asked.status_code == 201, asked.content
+    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
+                      and body, timeout=120)
+    response = buy(buyer, quoted["id"])
+    order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=120)
+    assert order["status"] == "fulfilled", order
+    opened = result_rows(buyer, order["id"], timeout=120).opened
+    truth = {}
+    for label in sorted(set(segments.values())):
+        shared = [float(incomes[v]) for v in consumer_ids if segments[v] == label and v in incomes]
+        truth[label] = [label, str(len(shared)), f"{sum(shared):.2f}"]
+    assert {row[0]: row[:3] for row in opened["rows"]} == truth
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
+        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
+        keys[MARKETPLACE] = marketplace_public_key()
+        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        steps = [message for message in opened_messages if message.kind == "job.step"]
+        assert {message.body.get("step") for message in steps} >= {2, 3, 4, 5}
+        bodies = [json.dumps(message.body).encode() for message in opened_messages]
+        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
+        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        for value in [*provider_ids, *consumer_ids, *incomes.values(), *set(segments.values())]:
+            assert value.encode() not in everything, value
