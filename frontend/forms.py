@@ -129,6 +129,9 @@ class ProductTransitionForm(forms.Form):
     status = forms.ChoiceField(choices=Product.Status.choices)
 
 
+STATISTICS = ("cross_stats", "joint_stats", "joint_cross_stats")  # the protocols these fields parameterise
+
+
 class QuoteRequestForm(forms.Form):
     dataset = DatasetChoiceField(
         queryset=Dataset.objects.none(), label="Your ids", help_text="One of your own datasets."
@@ -143,8 +146,15 @@ class QuoteRequestForm(forms.Form):
         label="Provider's column", choices=(), required=False,
         help_text="For statistics: the provider's numeric column counted, summed and averaged over your ids.")
     group_column = forms.CharField(
-        label="Group by (your column)", max_length=200, required=False,
-        help_text="For statistics: a column of your dataset, e.g. segment; empty for one total.")
+        label="Group by", max_length=200, required=False,
+        help_text="For statistics: a column of your dataset (cross-table) or of the providers' data (across "
+                  "providers), e.g. segment or region; empty for one total.")
+    groups = forms.CharField(
+        label="Groups", max_length=20_000, required=False,
+        help_text="Across providers: the values of the providers' group column to report, comma-separated.")
+    bins = forms.CharField(
+        label="Histogram edges", max_length=2000, required=False,
+        help_text="Across providers, optional: increasing edges, comma-separated, e.g. 0, 1000, 5000, 10000.")
     bound_low = forms.DecimalField(label="Values from", required=False, max_digits=18, decimal_places=6,
                                    help_text="For statistics: each value is clamped into [from, to].")
     bound_high = forms.DecimalField(label="Values to", required=False, max_digits=18, decimal_places=6)
@@ -155,6 +165,7 @@ class QuoteRequestForm(forms.Form):
                   "statistics budget on this product for each run.")
 
     STATISTICS_FIELDS = ("value_column", "group_column", "bound_low", "bound_high", "decimals", "epsilon")
+    ACROSS_FIELDS = ("groups", "bins")
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], compute_types: list[str],
                  columns: list[str], value_columns: list[str] | None = None, **kwargs: Any) -> None:
@@ -169,17 +180,38 @@ class QuoteRequestForm(forms.Form):
         self.fields["columns"].choices = [(c, c) for c in columns]  # type: ignore[attr-defined]
         if not columns:
             del self.fields["columns"]
-        self._sells_statistics = "cross_stats" in compute_types
-        if self._sells_statistics:
+        self._statistics = [kind for kind in compute_types if kind in STATISTICS]
+        if self._statistics:
             self.fields["value_column"].choices = [(c, c) for c in value_columns or []]  # type: ignore[attr-defined]
         else:
             for name in self.STATISTICS_FIELDS:
                 del self.fields[name]
+        if "joint_stats" not in compute_types:
+            for name in self.ACROSS_FIELDS:
+                del self.fields[name]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in self.ACROSS_FIELDS:
+            text = (data.get(name) or "").strip()
+            if name not in self.fields or not text:
+                data[name] = None
+                continue
+            items = [item.strip() for item in text.split(",")]
+            if name == "bins":
+                try:
+                    data[name] = [float(item) for item in items]
+                except ValueError:
+                    self.add_error(name, "Write the edges as numbers separated by commas.")
+            else:
+                data[name] = items
+        return data
 
     def params(self) -> dict[str, Any]:
         """The chosen protocol's parameters (the protocol checks them)."""
         data = self.cleaned_data
-        if self._sells_statistics and (data.get("compute_type") or "cross_stats") == "cross_stats":
+        kind = data.get("compute_type") or (self._statistics[0] if self._statistics else "")
+        if kind in self._statistics:
             params: dict[str, Any] = {"value_column": data.get("value_column") or ""}
             if data.get("group_column"):
                 params["group_column"] = data["group_column"].strip()
@@ -188,6 +220,8 @@ class QuoteRequestForm(forms.Form):
             params["decimals"] = data.get("decimals") or 0
             if data.get("epsilon") is not None:
                 params["epsilon"] = float(data["epsilon"])
+            if kind == "joint_stats":
+                params.update({name: data[name] for name in self.ACROSS_FIELDS if data.get(name)})
             return params
         columns = data.get("columns")
         return {"columns": list(columns)} if columns else {}

@@ -27,7 +27,7 @@ from coincurve.context import GLOBAL_CONTEXT
 from compute.crypto.secp256k1 import COMPRESSED_SIZE, ORDER, InvalidPoint
 
 CIPHERTEXT_SIZE = 2 * COMPRESSED_SIZE
-MAX_DLOG_BOUND = 2**40  # a baby-step table of 2^20 points (~100 MB, ~3 s): the largest range decrypted
+MAX_DLOG_BOUND = 2**36  # the largest range decrypted: a baby-step table of 2^18 points (~30 MB, <1 s)
 
 _CTX = GLOBAL_CONTEXT.ctx
 _COMPRESSED = lib.SECP256K1_EC_COMPRESSED

@@ -7,6 +7,9 @@ established by the job's routing, not by the box.
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
@@ -38,3 +41,15 @@ def unseal(ciphertext: bytes, *, private: bytes) -> bytes:
         return SealedBox(PrivateKey(private)).decrypt(ciphertext)
     except CryptoError as exc:
         raise SealError("The sealed message cannot be opened: altered, or sealed to another key.") from exc
+
+
+def pair_secret(*, private: bytes, peer_public: bytes, context: bytes) -> bytes:
+    """A 32-byte secret two key holders share without sending anything: X25519 of one's private key and the
+    other's public key, through HKDF-SHA256 with ``context`` (so that each use gets its own secret)."""
+    if len(private) != KEY_SIZE or len(peer_public) != KEY_SIZE:
+        raise SealError(f"X25519 keys are {KEY_SIZE} bytes.")
+    try:
+        shared = crypto_scalarmult(private, peer_public)
+    except CryptoError as exc:  # a low-order peer key gives the all-zero point
+        raise SealError("The peer's key gives no shared secret.") from exc
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"dataxchange-pair-v1" + context).derive(shared)

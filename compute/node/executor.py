@@ -16,13 +16,14 @@ keeps between its steps is in its vault, encrypted, and deleted when the job end
 """
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from audit.chain.errors import ChainRevert
-from compute.crypto.sealing import seal
+from compute.crypto.sealing import pair_secret, seal
 from compute.exceptions import ComputeError, GrantRefused, ReleaseRejected
 from compute.messages import MARKETPLACE, Message, b64
 from compute.node.runtime import MessageRefused, NodeRuntime, open_sealed
@@ -114,8 +115,11 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
     except FileNotFoundError:
         state = None
     try:
-        output = planned.step.run(StepInput(payload=payload, state=state, params=job.get("params") or {}, data=data,
-                                            min_cohort=int(job.get("min_cohort", 0)), job_tables=_tables(job)))
+        output = planned.step.run(StepInput(
+            payload=payload, state=state, params=job.get("params") or {}, data=data,
+            min_cohort=int(job.get("min_cohort", 0)), job_tables=_tables(job), party=planned.party,
+            party_roles=tuple(str(p["role"]) for p in job["parties"]),
+            pair_secret=lambda other: _pair_secret(node, job, planned.party, other)))
     except ValueError as exc:  # a protocol's malformed message or argument
         raise ComputeError(f"Step {number} ({planned.step.name}) failed: {exc}") from exc
     last = number == len(plan)
@@ -138,6 +142,17 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
         node.to_peer(peer["slug"], "job.step", {"spec": job["_document"], "step": number + 1, "payload": b64(sealed)},
                      job=job["job"]),
     ]
+
+
+def _pair_secret(node: NodeRuntime, job: dict[str, Any], own: int, other: int) -> bytes:
+    """The secret this party shares with the job's party at ``other``: X25519 of this node's sealing key and
+    the peer's (pinned from the marketplace-signed spec), bound to the job and the two positions by HKDF."""
+    parties = job["parties"]
+    if not 0 <= other < len(parties) or other == own:
+        raise ComputeError(f"A protocol asked for a secret shared with party {other}, which is not a peer.")
+    peer = bytes.fromhex(parties[other]["sealing_public_key"])
+    return pair_secret(private=node.keys.sealing_private, peer_public=peer,
+                       context=uuid.UUID(job["job"]).bytes + struct.pack(">II", min(own, other), max(own, other)))
 
 
 def _tables(job: dict[str, Any]) -> dict[str, tuple[str, ...]]:

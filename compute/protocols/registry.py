@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.protocols import coverage, lookup, psi, stats
+from compute.protocols import aggregate, coverage, joint_cross, lookup, psi, stats
 from compute.protocols.spec import ProtocolSpec, TableSchema
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
-    spec.name: spec for spec in (psi.SPEC, lookup.SPEC, stats.SPEC, psi.CARDINALITY_SPEC, coverage.SPEC)}
+    spec.name: spec
+    for spec in (psi.SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC, psi.CARDINALITY_SPEC,
+                 coverage.SPEC)}
 
 
 class UnknownProtocol(KeyError):
@@ -22,6 +24,13 @@ def protocol_get(name: str) -> ProtocolSpec:
         return PROTOCOLS[name]
     except KeyError:
         raise UnknownProtocol(name) from None
+
+
+def protocol_joint(name: str) -> bool:
+    """Whether a job of the protocol runs over every provider of a product at once (a role other than the
+    buyer's is held by many parties) rather than one job per provider."""
+    spec = protocol_get(name)
+    return any(role.many for role in spec.roles if role.name != spec.buyer_role)
 
 
 def protocols_sold() -> list[ProtocolSpec]:

@@ -57,6 +57,11 @@ class StepInput:
     data: PartyData
     min_cohort: int = 0  # the job's minimum cohort: a step may refuse inputs smaller than it
     job_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role → its parties' table ids
+    party: int = 0  # this party's position in the job
+    party_roles: tuple[str, ...] = ()  # the role of each of the job's parties, in order
+    # A 32-byte secret this party shares with the party at a position, for this job only (from the two nodes'
+    # sealing keys: no one else, not the operator, can derive it); None where the engine offers none.
+    pair_secret: Callable[[int], bytes] | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from compute.crypto import elgamal
@@ -76,7 +77,7 @@ class Encoding:
     decimals: int
     epsilon: float | None
 
-    @property
+    @cached_property
     def width(self) -> int:
         """The largest encoded value: (high − low)·10^d, rounded half up."""
         span = (Decimal(str(self.high)) - Decimal(str(self.low))).scaleb(self.decimals)
@@ -86,6 +87,11 @@ class Encoding:
     def shift(self) -> int:
         """What the provider adds to each sum so that the noisy sum stays non-negative (0 without noise)."""
         return math.ceil(NOISE_TAIL * self.sum_scale) if self.epsilon else 0
+
+    @property
+    def count_shift(self) -> int:
+        """What a provider adds to an encrypted count so that the noisy count stays non-negative."""
+        return math.ceil(NOISE_TAIL * self.count_scale) if self.epsilon else 0
 
     @property
     def count_scale(self) -> float:
@@ -101,6 +107,12 @@ class Encoding:
 
     def encode(self, cell: str) -> int | None:
         """The value's integer code, or None for a cell that is not a finite number (it takes no part)."""
+        offset = self._low_code
+        try:  # the common case, a whole number and whole bounds: exact integer arithmetic, no Decimal
+            if offset is not None:
+                return min(max(int(cell) * self._scale - offset, 0), self.width)
+        except ValueError:
+            pass
         try:
             value = Decimal(cell.strip())
         except InvalidOperation:
@@ -109,6 +121,16 @@ class Encoding:
             return None
         code = ((value - Decimal(str(self.low))).scaleb(self.decimals)).to_integral_value(ROUND_HALF_UP)
         return min(max(int(code), 0), self.width)
+
+    @cached_property
+    def _scale(self) -> int:
+        return 10**self.decimals
+
+    @cached_property
+    def _low_code(self) -> int | None:
+        """low·10^d when it is a whole number (then a whole value's code needs no rounding), else None."""
+        scaled = Decimal(str(self.low)).scaleb(self.decimals)
+        return int(scaled) if scaled == scaled.to_integral_value() else None
 
     def decode_sum(self, code: int, count: int) -> float:
         return code / 10**self.decimals + count * self.low
@@ -188,7 +210,8 @@ def stats_answer(message: bytes, hashed: Sequence[bytes], codes: Sequence[int], 
     points = _multiply([entry[:POINT_SIZE] for entry in offered], key)
     entries = sorted(point + ciphertext for point, ciphertext in
                      zip(_multiply(hashed, key), elgamal.encrypt_many(codes, joint), strict=True))
-    kept = Kept(joint=joint, group_count=group_count, sent=len(entries), points=list(zip(points, groups, strict=True)))
+    kept = Kept(joint=joint, consumer=consumer_public, group_count=group_count, sent=len(entries),
+                points=list(zip(points, groups, strict=True)))
     return _pack(b"DXS2", entries, prefix=elgamal.public_key(share)), kept
 
 
@@ -197,26 +220,28 @@ class Kept:
     """What the provider keeps between steps 2 and 4 (with its keys, in its vault)."""
 
     joint: bytes  # the joint public key K
+    consumer: bytes  # the consumer's share of it, C
     group_count: int
     sent: int  # how many values it sent
     points: list[tuple[bytes, int]]  # b·a·H(x) of each of the buyer's ids, with its group
 
     def to_bytes(self) -> bytes:
-        return (self.joint + struct.pack(">III", self.group_count, self.sent, len(self.points))
+        return (self.joint + self.consumer + struct.pack(">III", self.group_count, self.sent, len(self.points))
                 + b"".join(point + _GROUP.pack(group) for point, group in self.points))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Kept:
         try:
-            group_count, sent, count = struct.unpack_from(">III", data, POINT_SIZE)
+            group_count, sent, count = struct.unpack_from(">III", data, 2 * POINT_SIZE)
         except struct.error as exc:
             raise ComputeError("The provider's state of this job is damaged.") from exc
-        body, size = data[POINT_SIZE + 12 :], POINT_SIZE + 4
+        body, size = data[2 * POINT_SIZE + 12 :], POINT_SIZE + 4
         if len(body) != count * size:
             raise ComputeError("The provider's state of this job is damaged.")
         points = [(body[i : i + POINT_SIZE], _GROUP.unpack_from(body, i + POINT_SIZE)[0])
                   for i in range(0, len(body), size)]
-        return cls(joint=data[:POINT_SIZE], group_count=group_count, sent=sent, points=points)
+        return cls(joint=data[:POINT_SIZE], consumer=data[POINT_SIZE : 2 * POINT_SIZE], group_count=group_count,
+                   sent=sent, points=points)
 
 
 def stats_reblind(message: bytes, *, key: bytes, share: bytes) -> tuple[bytes, int]:
@@ -232,9 +257,9 @@ def stats_reblind(message: bytes, *, key: bytes, share: bytes) -> tuple[bytes, i
     return _pack(b"DXS3", sorted(p + c for p, c in zip(points, ciphertexts, strict=True))), len(answered)
 
 
-def stats_aggregate(message: bytes, kept: Kept, *, share: bytes, encoding: Encoding, min_cohort: int) -> bytes:
-    """Step 4: per group, the (noisy) count and the encrypted (noisy) sum with the provider's share removed;
-    a group whose count is below the minimum cohort is withheld."""
+def stats_match(message: bytes, kept: Kept) -> list[list[bytes]]:
+    """The provider's match of what the consumer returned (step 3) against what it kept: per group, the
+    ciphertexts of the values whose ids the consumer holds in that group."""
     _, _, returned = _unpack(b"DXS3", message, POINT_SIZE + CT)
     if len(returned) != kept.sent or len({entry[:POINT_SIZE] for entry in returned}) != kept.sent:
         raise ComputeError("The buyer's node did not return each of the provider's values once; nothing is released.")
@@ -244,20 +269,32 @@ def stats_aggregate(message: bytes, kept: Kept, *, share: bytes, encoding: Encod
         group = group_of.get(entry[:POINT_SIZE])
         if group is not None:
             matched[group].append(entry[POINT_SIZE:])
+    return matched
+
+
+def noisy_group(ciphertexts: Sequence[bytes], *, encoding: Encoding, public: bytes) -> tuple[int, bytes]:
+    """A group's (noisy) count and its encrypted sum plus the shift and the sum's noise (ε/2 on each; the
+    groups are disjoint). The fresh encryption of shift + noise re-randomises the sum too: the buyer cannot
+    tell which of its values went in."""
+    count = len(ciphertexts)
+    noise = 0
+    if encoding.epsilon:
+        count = max(noisy_integer(count, scale=encoding.count_scale), 0)
+        noise = noisy_integer(0, scale=encoding.sum_scale)
+        if abs(noise) > encoding.shift:
+            raise ComputeError("The noise drawn was beyond its tail bound (a chance of e^-40); run the job again.")
+    return count, elgamal.add_many([*ciphertexts, *elgamal.encrypt_many([encoding.shift + noise], public)])
+
+
+def stats_aggregate(message: bytes, kept: Kept, *, share: bytes, encoding: Encoding, min_cohort: int) -> bytes:
+    """Step 4: per group, the (noisy) count and the encrypted (noisy) sum with the provider's share removed;
+    a group whose count is below the minimum cohort is withheld."""
     results = []
-    for ciphertexts in matched:
-        count = len(ciphertexts)
-        if encoding.epsilon:  # ε/2 on the count, ε/2 on the sum; the groups are disjoint
-            count = max(noisy_integer(count, scale=encoding.count_scale), 0)
+    for ciphertexts in stats_match(message, kept):
+        count, total = noisy_group(ciphertexts, encoding=encoding, public=kept.joint)
         if count < min_cohort:  # on the noisy count when there is noise: the decision is then private too
             results.append(_RESULT.pack(0, 0) + bytes(CT))
             continue
-        noise = noisy_integer(0, scale=encoding.sum_scale) if encoding.epsilon else 0
-        if abs(noise) > encoding.shift:
-            raise ComputeError("The noise drawn was beyond its tail bound (a chance of e^-40); run the job again.")
-        # A fresh encryption of shift + noise also re-randomises the sum: the buyer cannot tell which
-        # of its values went in.
-        total = elgamal.add_many([*ciphertexts, *elgamal.encrypt_many([encoding.shift + noise], kept.joint)])
         results.append(_RESULT.pack(1, count) + elgamal.partial_decrypt(total, share))
     return _pack(b"DXS4", results, kept.group_count)
 
@@ -289,7 +326,7 @@ def _split(packed: bytes, size: int = POINT_SIZE) -> list[bytes]:
 # --- As a job: the steps the engine runs -------------------------------------------------------------
 
 
-def _consumer_groups(data: PartyData, column: str | None) -> tuple[list[bytes], list[int], list[str]]:
+def consumer_groups(data: PartyData, column: str | None) -> tuple[list[bytes], list[int], list[str]]:
     """The consumer's distinct ids that have a group (the group of an id's first row), their group
     indexes, and the group labels in order."""
     table = data.table()
@@ -308,7 +345,7 @@ def _consumer_groups(data: PartyData, column: str | None) -> tuple[list[bytes], 
     return [value.encode() for value in ids], list(ids.values()), list(labels)
 
 
-def _provider_values(data: PartyData, column: str, encoding: Encoding) -> tuple[list[bytes], list[int]]:
+def provider_values(data: PartyData, column: str, encoding: Encoding) -> tuple[list[bytes], list[int]]:
     """The provider's distinct ids that have a value (the first row's), as their precomputed points, and
     the values' codes."""
     table = data.table()
@@ -334,7 +371,7 @@ def _column(table: Table, column: str) -> int:
     return table.columns.index(column)
 
 
-def _consumer_state(data: bytes | None) -> tuple[bytes, bytes, int, list[str]] | None:
+def consumer_state(data: bytes | None) -> tuple[bytes, bytes, int, list[str]] | None:
     if data is None:
         return None
     if len(data) < _STATE.size or data[:4] != b"DXSC":
@@ -343,23 +380,28 @@ def _consumer_state(data: bytes | None) -> tuple[bytes, bytes, int, list[str]] |
     return key, share, sent, json.loads(data[_STATE.size :])
 
 
-def _offer_step(inputs: StepInput) -> StepOutput:
-    ids, groups, labels = _consumer_groups(inputs.data, inputs.params.get("group_column"))
-    saved = _consumer_state(inputs.state)
+def consumer_state_bytes(key: bytes, share: bytes, sent: int, labels: Sequence[str]) -> bytes:
+    """What the consumer keeps between its steps: its keys, how many values the providers sent, its labels."""
+    return _STATE.pack(b"DXSC", key, share, sent) + json.dumps(list(labels)).encode()
+
+
+def offer_step(inputs: StepInput) -> StepOutput:
+    ids, groups, labels = consumer_groups(inputs.data, inputs.params.get("group_column"))
+    saved = consumer_state(inputs.state)
     if saved is None:  # a redelivered step keeps its keys, so it sends the same message
         cohort_check(len(ids), inputs.min_cohort)
         key, share = new_scalar(), elgamal.new_secret()
     else:
         key, share, _, labels = saved
     message = stats_offer(ids, groups, key=key, share=share, group_count=len(labels))
-    return StepOutput(message=message, state=_STATE.pack(b"DXSC", key, share, 0) + json.dumps(labels).encode())
+    return StepOutput(message=message, state=consumer_state_bytes(key, share, 0, labels))
 
 
-def _answer_step(inputs: StepInput) -> StepOutput:
+def answer_step(inputs: StepInput) -> StepOutput:
     _, _, offered = _unpack(b"DXS1", inputs.payload, POINT_SIZE + 4, prefix=POINT_SIZE)
     cohort_check(len({entry[:POINT_SIZE] for entry in offered}), inputs.min_cohort)  # the provider's own count
     encoding = Encoding.from_params(inputs.params)
-    points, codes = _provider_values(inputs.data, str(inputs.params["value_column"]), encoding)
+    points, codes = provider_values(inputs.data, str(inputs.params["value_column"]), encoding)
     if encoding.bound(len(codes)) > elgamal.MAX_DLOG_BOUND:
         raise ComputeError("The values' range times the provider's rows is too large to be summed exactly; "
                            "narrow the bounds or use fewer decimals.")
@@ -369,12 +411,12 @@ def _answer_step(inputs: StepInput) -> StepOutput:
 
 
 def _reblind_step(inputs: StepInput) -> StepOutput:
-    saved = _consumer_state(inputs.state)
+    saved = consumer_state(inputs.state)
     if saved is None:
         raise ComputeError("The consumer's state of this job is gone (the job was ended); nothing is released.")
     key, share, _, labels = saved
     message, sent = stats_reblind(inputs.payload, key=key, share=share)
-    return StepOutput(message=message, state=_STATE.pack(b"DXSC", key, share, sent) + json.dumps(labels).encode())
+    return StepOutput(message=message, state=consumer_state_bytes(key, share, sent, labels))
 
 
 def _aggregate_step(inputs: StepInput) -> StepOutput:
@@ -386,27 +428,33 @@ def _aggregate_step(inputs: StepInput) -> StepOutput:
 
 
 def _finish_step(inputs: StepInput) -> StepOutput:
-    saved = _consumer_state(inputs.state)
+    saved = consumer_state(inputs.state)
     if saved is None:
         raise ComputeError("The consumer's state of this job is gone (the job was ended); nothing is released.")
     _, share, sent, labels = saved
     encoding = Encoding.from_params(inputs.params)
     results = stats_finish(inputs.payload, labels, share=share, sent=sent, encoding=encoding)
-    # The provider withheld the groups below the cohort; the engine's gate checks what is left again.
+    return StepOutput(release=grouped_release(results, inputs, encoding))
+
+
+def grouped_release(results: Sequence[GroupResult], inputs: StepInput, encoding: Encoding) -> Release:
+    """The result table of a grouped statistic (group, count, sum, mean, note). The providers withheld the
+    groups below the cohort; the consumer's node withholds any still below it (noise), and the engine's gate
+    checks what is left again."""
     released = [result for result in results if result.released and result.count >= inputs.min_cohort]
     shown = {result.group for result in released}
     name = str(inputs.params.get("group_column") or "group")
-    rows = [_row(result, encoding) if result.group in shown else [result.group, "", "", "", "withheld"]
+    rows = [result_row(result, encoding) if result.group in shown else [result.group, "", "", "", "withheld"]
             for result in results]
     table = Table(columns=[name, "count", "sum", "mean", "note"], rows=rows, id_column=name)
     public: dict[str, Any] = {"groups": len(released), "withheld": len(results) - len(released)}
     if encoding.epsilon:
         public["epsilon"] = encoding.epsilon
-    return StepOutput(release=Release(cohort=sum(result.count for result in released), public=public, table=table,
-                                      group_counts=tuple(result.count for result in released)))
+    return Release(cohort=sum(result.count for result in released), public=public, table=table,
+                   group_counts=tuple(result.count for result in released))
 
 
-def _row(result: GroupResult, encoding: Encoding) -> list[str]:
+def result_row(result: GroupResult, encoding: Encoding) -> list[str]:
     places = encoding.decimals
     mean = f"{result.total / result.count:.{places + 4}f}" if result.count else ""
     return [result.group, str(result.count), f"{result.total:.{places}f}", mean, ""]
@@ -415,11 +463,10 @@ def _row(result: GroupResult, encoding: Encoding) -> list[str]:
 # --- Parameters ------------------------------------------------------------------------------------
 
 
-def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]) -> dict[str, Any]:
-    unknown = sorted(set(raw) - {"value_column", "group_column", "bounds", "decimals", "epsilon"})
-    if unknown:
-        raise ParamsError(f"Cross-table statistics take value_column, group_column, bounds, decimals and epsilon "
-                          f"(got {', '.join(unknown)}).")
+def stats_params_common(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]], *,
+                        group_side: str) -> dict[str, Any]:
+    """The parameters every statistics protocol shares, checked against the tables: the providers'
+    ``value_column``, a ``group_column`` of ``group_side``'s tables, ``bounds``, ``decimals``, ``epsilon``."""
     value_column = raw.get("value_column")
     if not isinstance(value_column, str) or not value_column:
         raise ParamsError("'value_column' names the provider's numeric column to count, sum and average.")
@@ -431,10 +478,11 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
     group_column = raw.get("group_column")
     if group_column not in (None, ""):
         if not isinstance(group_column, str):
-            raise ParamsError("'group_column' names a column of your dataset to group by.")
-        for schema in schemas.get("consumer", ()):
+            raise ParamsError("'group_column' names a column to group by.")
+        whose = "Your dataset" if group_side == "consumer" else "The product's data"
+        for schema in schemas.get(group_side, ()):
             if group_column not in schema.columns or group_column == schema.id_column:
-                raise ParamsError(f"Your dataset has no column {group_column} to group by (it has "
+                raise ParamsError(f"{whose} has no column {group_column} to group by (it has "
                                   f"{', '.join(c for c in schema.columns if c != schema.id_column)}).")
         params["group_column"] = group_column
     bounds = raw.get("bounds")
@@ -451,11 +499,19 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
         if not _number(epsilon) or not epsilon > 0:
             raise ParamsError("'epsilon' is a positive number: the privacy loss the job's noise costs.")
         params["epsilon"] = float(epsilon)
-    encoding = Encoding.from_params(params)
-    if encoding.width < 1:
+    if Encoding.from_params(params).width < 1:
         raise ParamsError("The bounds are narrower than one unit of the chosen decimals.")
+    return params
+
+
+def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]) -> dict[str, Any]:
+    unknown = sorted(set(raw) - {"value_column", "group_column", "bounds", "decimals", "epsilon"})
+    if unknown:
+        raise ParamsError(f"Cross-table statistics take value_column, group_column, bounds, decimals and epsilon "
+                          f"(got {', '.join(unknown)}).")
+    params = stats_params_common(raw, schemas, group_side="consumer")
     rows = max((schema.rows for schema in schemas.get("provider", ())), default=0)
-    if encoding.bound(rows) > elgamal.MAX_DLOG_BOUND:
+    if Encoding.from_params(params).bound(rows) > elgamal.MAX_DLOG_BOUND:
         raise ParamsError(f"The bounds' width times the provider's {rows} rows (plus the noise's range) exceeds "
                           f"{elgamal.MAX_DLOG_BOUND:,}, the largest sum decrypted exactly: narrow the bounds, use "
                           "fewer decimals or a larger epsilon.")
@@ -474,8 +530,8 @@ SPEC = ProtocolSpec(
         Role("provider", "holds the values; applies the release gate per group", granted=True),
     ),
     steps=(
-        Step("consumer", "blind the consumer's ids with their groups", _offer_step),
-        Step("provider", "blind the provider's ids and encrypt its values", _answer_step),
+        Step("consumer", "blind the consumer's ids with their groups", offer_step),
+        Step("provider", "blind the provider's ids and encrypt its values", answer_step),
         Step("consumer", "re-blind and re-randomise", _reblind_step),
         Step("provider", "sum per group, gate, add noise", _aggregate_step),
         Step("consumer", "decrypt and release", _finish_step),

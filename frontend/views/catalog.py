@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from compute.protocols.registry import PROTOCOLS, protocol_get
 from frontend.forms import QuoteRequestForm, cents_of, form_error_from
 from frontend.views.chain_reads import asset_registered
 from frontend.views.membership import actor_of, member_organisation, rejected_status
@@ -143,6 +144,8 @@ def _product_page(
                                                      kind=PrivacyBudget.Kind.QUOTE).first(),
         "quote_epsilon": settings.QUOTE_EPSILON,
         "quote_budget_total": settings.QUOTE_BUDGET_EPSILON,
+        "sells_statistics": any(protocol_get(kind).budgeted for kind in product.compute_types
+                                if kind in PROTOCOLS),
         "stats_budget": PrivacyBudget.objects.filter(buyer=organisation, product=product,
                                                      kind=PrivacyBudget.Kind.STATS).first(),
     }

@@ -113,16 +113,18 @@ class OrderGrant(models.Model):
 
 
 class OrderJob(models.Model):
-    """A compute job run under one of an order's grants; jobs of one run share its number."""
+    """A compute job run under one of an order's grants; jobs of one run share its number. A joint job (one
+    over every provider of the product at once) is linked to each of the grants it runs under."""
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="order_jobs")
     grant = models.ForeignKey(OrderGrant, on_delete=models.PROTECT, related_name="jobs")
-    job = models.OneToOneField("compute.Job", on_delete=models.PROTECT, related_name="order_job")
+    job = models.ForeignKey("compute.Job", on_delete=models.PROTECT, related_name="order_jobs")
     run = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["grant", "job"], name="one_link_per_grant_and_job")]
 
     def __str__(self) -> str:
         return f"{self.order_id}: job {self.job_id}"

@@ -25,6 +25,7 @@ from compute.exceptions import ComputeError
 from compute.jobs.services import PartyRequest, chain_write_request, job_create, result_export_request
 from compute.models import Job, ResultExport
 from compute.protocols.ids import DEFAULT_ID_RULE
+from compute.protocols.registry import protocol_joint
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, Unprocessable
 from marketplace.models import (
@@ -128,7 +129,7 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         shares=quote.shares,
         grant_expires_at=expires_at,
     )
-    _privacy_charge_run(order, run=1, jobs=product.contributions.count(), actor=actor)
+    _privacy_charge_run(order, run=1, providers=product.contributions.count(), actor=actor)
     ledger_post(
         memo=f"Purchase of {product.title} into escrow",
         order=order,
@@ -210,11 +211,11 @@ def order_job_start(*, order: Order, organisation: Organisation, actor: str) -> 
         return _run_start(locked, actor=actor)
 
 
-def _privacy_charge_run(order: Order, *, run: int, jobs: int, actor: str) -> None:
+def _privacy_charge_run(order: Order, *, run: int, providers: int, actor: str) -> None:
     """Charge a run's differential-privacy loss to the buyer's statistics budget on the product before any
     of its jobs exists (BudgetExhausted, and nothing written, when too little is left)."""
     spend = statistics_spend(product=order.product, protocol=str(order.terms.get("protocol", "psi")),
-                             params=order.terms.get("params") or {}, jobs=jobs)
+                             params=order.terms.get("params") or {}, providers=providers)
     if spend is not None:
         privacy_charge(buyer=order.buyer, product=order.product, kind=PrivacyBudget.Kind.STATS, epsilon=spend,
                        subject=_run_subject(order, run), actor=actor)
@@ -229,17 +230,26 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
         "contribution__dataset__table"))
     if not grants:
         raise ApplicationError("The order has no active grant left.")
+    protocol = str(order.terms.get("protocol", "psi"))
+    joint = protocol_joint(protocol)
+    if joint and len(grants) != order.grants.count():
+        # Totals with and without one provider would give that provider's own numbers away.
+        raise ApplicationError("A statistic across providers runs over every provider of the product; one of "
+                               "this order's grants is revoked or was never written.")
     run = (order.order_jobs.aggregate(last=Max("run"))["last"] or 0) + 1
     if run > 1:  # the first run's was charged with the order
-        _privacy_charge_run(order, run=run, jobs=len(grants), actor=actor)
-    consumer_table = order.quote.buyer_dataset.table
+        _privacy_charge_run(order, run=run, providers=len(grants), actor=actor)
+    consumer = PartyRequest("consumer", order.quote.buyer_dataset.table)
+    providers = [(grant, PartyRequest("provider", grant.contribution.dataset.table, grant.grant_id))
+                 for grant in grants]
+    # One job per grant, or one joint job over all of them (linked to each grant it runs under).
+    batches = [providers] if joint else [[pair] for pair in providers]
     jobs = []
-    for grant in grants:
+    for batch in batches:
         try:
             job = job_create(
-                protocol=str(order.terms.get("protocol", "psi")),
-                parties=[PartyRequest("consumer", consumer_table),
-                         PartyRequest("provider", grant.contribution.dataset.table, grant.grant_id)],
+                protocol=protocol,
+                parties=[consumer, *(party for _, party in batch)],
                 params=order.terms.get("params") or {},
                 units=1,
                 min_cohort=int(order.terms.get("min_cohort", 0)),
@@ -249,7 +259,8 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
             )
         except ComputeError as exc:
             raise ApplicationError(exc.message) from exc
-        OrderJob.objects.create(order=order, grant=grant, job=job, run=run)
+        for grant, _ in batch:
+            OrderJob.objects.create(order=order, grant=grant, job=job, run=run)
         jobs.append(job)
     if order.status == Order.Status.GRANTED:
         _transition(order, Order.Status.FULFILLING, actor=actor, payload={"run": run})
@@ -392,7 +403,8 @@ def _latest_result_tables(order: Order) -> list[Any]:
     if not links:
         raise NotFound("No result yet for this order.")
     latest = links[0].run
-    return [link.job.result_table for link in links if link.run == latest and link.job.result_table is not None]
+    tables = {link.job_id: link.job.result_table for link in links if link.run == latest}  # a joint job once
+    return [table for table in tables.values() if table is not None]
 
 
 def order_result_request(*, order: Order, public_key: str, actor: str) -> ResultExport:

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
-from compute.protocols.registry import protocol_get
+from compute.protocols.registry import protocol_get, protocol_joint
 from marketplace.exceptions import ApplicationError
 from marketplace.models import Organisation, PrivacyBudget, PrivacyCharge, Product
 
@@ -43,10 +43,10 @@ def privacy_budget(*, buyer: Organisation, product: Product, kind: str) -> Priva
     return budget
 
 
-def statistics_spend(*, product: Product, protocol: str, params: dict[str, Any], jobs: int) -> float | None:
-    """The ε a run of ``jobs`` jobs of ``protocol`` charges to the buyer's statistics budget on the product
-    (None when nothing is charged: the protocol releases no noisy statistic, or the product sets no budget).
-    Each job releases over one provider's data, so their losses add up."""
+def statistics_spend(*, product: Product, protocol: str, params: dict[str, Any], providers: int) -> float | None:
+    """The ε a run of ``protocol`` over ``providers`` contributing datasets charges to the buyer's statistics
+    budget on the product (None when nothing is charged: the protocol releases no noisy statistic, or the
+    product sets no budget). A run is one job per provider, whose releases add up, or one joint job."""
     if not protocol_get(protocol).budgeted or product.privacy_epsilon is None:
         return None
     epsilon = params.get("epsilon")
@@ -54,7 +54,7 @@ def statistics_spend(*, product: Product, protocol: str, params: dict[str, Any],
         raise ApplicationError(
             f"This product releases statistics only with differential-privacy noise: set params.epsilon (its "
             f"terms give each buyer ε {epsilon_text(Decimal(product.privacy_epsilon))} in all).", {"field": "params"})
-    return float(epsilon) * jobs
+    return float(epsilon) * (1 if protocol_joint(protocol) else providers)
 
 
 @transaction.atomic

@@ -58,7 +58,7 @@ def _statistics_budget_check(*, buyer: Organisation, product: Product, compute_t
     """Refuse at once a quote whose first run the buyer's statistics budget could not pay for (the order
     charges it)."""
     spend = statistics_spend(product=product, protocol=compute_type, params=params,
-                             jobs=product.contributions.count())
+                             providers=product.contributions.count())
     if spend is None:
         return
     budget = privacy_budget(buyer=buyer, product=product, kind=PrivacyBudget.Kind.STATS)

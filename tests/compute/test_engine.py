@@ -93,11 +93,13 @@ def test_parties_that_do_not_fit_the_spec_are_refused(roles, message):
 
 
 def test_registry_lists_what_it_runs_and_refuses_the_rest():
-    assert {spec.name for spec in registry.protocols_sold()} == {"psi", "lookup", "cross_stats"}
+    assert {spec.name for spec in registry.protocols_sold()} == {
+        "psi", "lookup", "cross_stats", "joint_stats", "joint_cross_stats"}
     assert registry.protocol_get("psi_cardinality").grant_required is False
     with pytest.raises(registry.UnknownProtocol) as error:
         registry.protocol_get("telepathy")
-    assert "runs coverage_dp, cross_stats, lookup, psi, psi_cardinality" in error.value.message
+    assert ("runs coverage_dp, cross_stats, joint_cross_stats, joint_stats, lookup, psi, psi_cardinality"
+            in error.value.message)
     with pytest.raises(ParamsError, match="takes no parameters"):
         no_params({"epsilon": 1})
 

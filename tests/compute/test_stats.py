@@ -120,10 +120,14 @@ def test_noise_is_within_its_scale_and_costs_what_the_spec_says():
 
 
 def test_nothing_in_clear_crosses_between_the_nodes():
-    consumer = _consumer([["alice", "gold"], ["bob", "gold"], ["zoë", "silver"]])
-    run = _run(consumer, _provider(PROVIDER))
+    # Long, distinctive strings: a short one could turn up in random bytes by chance.
+    consumer = _consumer([[f"customer-{n:05d}", f"segment-{'gold' if n % 2 else 'silver'}"] for n in range(20)])
+    provider = _provider([[f"customer-{n:05d}", f"{654321 + n}", "region-north"] for n in range(10, 40)])
+    run = _run(consumer, provider, {**PARAMS, "bounds": [0, 10**6]})
+    assert run.release.cohort == 10
     crossed = b"".join(run.messages)
-    for secret in ("alice", "bob", "zoë", "gold", "silver", "100", "200", "income"):
+    for secret in ["segment-gold", "segment-silver", "region-north", *(f"customer-{n:05d}" for n in range(40)),
+                   *(f"{654321 + n}" for n in range(10, 40))]:
         assert secret.encode() not in crossed
 
 
@@ -138,8 +142,8 @@ def test_tampered_messages_fail_the_job():
     answer, kept = stats.stats_answer(offer, [], [], key=stats.new_scalar(), share=elgamal.new_secret())
     reblinded, sent = stats.stats_reblind(answer, key=key, share=share)
     with pytest.raises(ComputeError, match="did not return each"):
-        stats.stats_aggregate(reblinded, stats.Kept(kept.joint, 1, 1, kept.points), share=elgamal.new_secret(),
-                              encoding=stats.Encoding(0, 10, 0, None), min_cohort=0)
+        stats.stats_aggregate(reblinded, stats.Kept(kept.joint, kept.consumer, 1, 1, kept.points),
+                              share=elgamal.new_secret(), encoding=stats.Encoding(0, 10, 0, None), min_cohort=0)
     del consumer, provider
 
 

@@ -46,3 +46,33 @@ def test_statistics_are_listed_chosen_and_quoted_through_the_pages(make_party):
     quote = Quote.objects.get(buyer=consumer.organisation)
     assert quote.compute_type == "cross_stats" and quote.params == {
         "value_column": "score", "group_column": "segment", "bounds": [0.0, 10.0], "decimals": 0, "epsilon": 1.0}
+
+
+@pytest.mark.django_db
+def test_statistics_across_providers_are_chosen_with_their_groups_and_bins_on_the_product_page(make_party):
+    provider = make_party("web-js", provider=True)
+    consumer = make_party("web-js-c", provider=False)
+    dataset = own_dataset(provider, "customers", provider_csv([f"P{n}" for n in range(12)]))
+    seller = signed_in(provider)
+    listed = seller.post("/provider/products/", {
+        "datasets": [str(dataset.id)], "title": "Across", "category": "other", "purposes": ["risk_control"],
+        "base_price": "10.00", "price_per_match": "0.00", "quota": 3, "validity_days": 30, "min_cohort": 3,
+        "compute_types": ["joint_stats", "cross_stats"], "publish": "on",
+    })
+    assert listed.status_code == 302
+    product = Product.objects.get(title="Across")
+    mine = own_dataset(consumer, "Mine", b"customer_id,segment\nP1,a\nP2,a\nP3,b\n")
+    buyer = signed_in(consumer)
+    page = buyer.get(f"/products/{product.id}/").content.decode()
+    assert 'name="groups"' in page and 'name="bins"' in page
+    form = {"dataset": str(mine.id), "purpose": "risk_control", "compute_type": "joint_stats", "value_column": "score",
+            "group_column": "region", "groups": "north, south", "bound_low": "0", "bound_high": "10"}
+    wrong = buyer.post(f"/products/{product.id}/quote/", {**form, "bins": "0, five, 10"})
+    assert wrong.status_code == 400 and "numbers separated by commas" in wrong.content.decode()
+    wrong = buyer.post(f"/products/{product.id}/quote/", {**form, "groups": ""})
+    assert wrong.status_code == 400 and "&#x27;groups&#x27; lists the values of region" in wrong.content.decode()
+    asked = buyer.post(f"/products/{product.id}/quote/", {**form, "bins": "0, 5, 10"})
+    assert asked.status_code == 302, asked.content.decode()[:2000]
+    assert Quote.objects.get(buyer=consumer.organisation).params == {
+        "value_column": "score", "group_column": "region", "groups": ["north", "south"], "bounds": [0.0, 10.0],
+        "decimals": 0, "bins": [0.0, 5.0, 10.0]}

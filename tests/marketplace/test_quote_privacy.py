@@ -97,20 +97,22 @@ def test_a_failed_quote_gives_its_epsilon_back_and_a_node_refuses_an_epsilon_abo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_charges_never_overspend(make_party, settings):
+@pytest.mark.parametrize("kind", [PrivacyBudget.Kind.QUOTE, PrivacyBudget.Kind.STATS])
+def test_concurrent_charges_never_overspend(make_party, settings, kind):
+    # Quotes' total is the marketplace's setting, statistics' the product's terms: 2 either way.
     settings.QUOTE_BUDGET_EPSILON = 2.0
-    provider, consumer = make_party("qp3-prov", provider=True), make_party("qp3-cons", provider=False)
+    provider, consumer = make_party(f"qp3-prov-{kind}", provider=True), make_party(f"qp3-cons-{kind}", provider=False)
     from marketplace.models import Product
 
     product = Product.objects.create(provider=provider.organisation, title="p", purposes=["risk_control"],
-                                     base_price=1, price_per_match=1)
+                                     base_price=1, price_per_match=1, privacy_epsilon=Decimal("2"))
     outcomes: list[str] = []
     barrier = threading.Barrier(8)
 
     def charge(index: int) -> None:
         barrier.wait()
         try:
-            privacy_charge(buyer=consumer.organisation, product=product, kind=PrivacyBudget.Kind.QUOTE,
+            privacy_charge(buyer=consumer.organisation, product=product, kind=kind,
                            epsilon=0.5, subject=f"test:{index}", actor="test")
             outcomes.append("charged")
         except BudgetExhausted:

@@ -14,9 +14,10 @@ from tests.marketplace.api_flow import buy, client_for, list_product, result_row
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
 
-# ε 1000 per run: noise of scale 0.002 on a count and 0.02 on a sum of values in [0, 10] is zero but for a
-# chance below 1e-20, so the answer can be checked exactly; the budget arithmetic is the same at any ε.
-PARAMS = {"value_column": "score", "group_column": "segment", "bounds": [0, 10], "decimals": 1, "epsilon": 1000}
+# ε 40,000 per run: noise of scale 0.00005 on a count and 0.005 on a sum of values in [0, 10] at one decimal is
+# zero but for a chance below 1e-80, so the answer can be checked exactly; the budget arithmetic is the same
+# at any ε.
+PARAMS = {"value_column": "score", "group_column": "segment", "bounds": [0, 10], "decimals": 1, "epsilon": 40_000}
 
 
 def _tables() -> tuple[bytes, bytes, dict[str, list[str]]]:
@@ -51,15 +52,15 @@ def test_cross_table_statistics_per_group_with_the_budget_charged_refunded_and_r
     seller, buyer = client_for(provider.token), client_for(consumer.token)
     provider_data, consumer_data, truth = _tables()
     product = list_product(seller, upload(seller, "scores", provider_data)["id"], compute_types=["cross_stats"],
-                           min_cohort=2, privacy_epsilon="2500")
-    assert product["privacy_epsilon"] == "2500.000"
+                           min_cohort=2, privacy_epsilon="100000")
+    assert product["privacy_epsilon"] == "100000.000"
     mine = upload(buyer, "segments", consumer_data)
 
     refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "epsilon": None})
     assert refused.status_code == 400 and "only with differential-privacy noise" in refused.json()["message"]
     refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "group_column": "region"})
     assert refused.status_code == 400 and "no column region to group by" in refused.json()["message"]
-    refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "epsilon": 3000})
+    refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "epsilon": 150_000})
     assert refused.status_code == 403 and refused.json()["extra"]["budget"] == "stats"
 
     asked = _quote(buyer, product["id"], mine["id"], PARAMS)
@@ -69,7 +70,7 @@ def test_cross_table_statistics_per_group_with_the_budget_charged_refunded_and_r
     assert quoted["status"] == "ready" and quoted["compute_type"] == "cross_stats"
     response = buy(buyer, quoted["id"])
     assert response.status_code == 201, response.content
-    assert _spent(consumer, product["id"]) == 1000  # charged with the order, before anything ran
+    assert _spent(consumer, product["id"]) == 40_000  # charged with the order, before anything ran
     order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"})
     assert order["status"] == "fulfilled", order
     job = order["jobs"][0]["job"]
@@ -85,8 +86,8 @@ def test_cross_table_statistics_per_group_with_the_budget_charged_refunded_and_r
     assert buyer.post(f"/api/orders/{order['id']}/jobs/").status_code == 201
     wait_for(lambda: PrivacyCharge.objects.filter(subject=f"order:{order['id']}:run:2", status="refunded").first(),
              timeout=30)
-    assert _spent(consumer, product["id"]) == 1000
+    assert _spent(consumer, product["id"]) == 40_000
 
-    # 1,500 left: a quote whose run would cost 1,600 is refused before anything runs.
-    refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "epsilon": 1600})
-    assert refused.status_code == 403 and "1500 of 2500 is left" in refused.json()["message"]
+    # 60,000 left: a quote whose run would cost 70,000 is refused before anything runs.
+    refused = _quote(buyer, product["id"], mine["id"], {**PARAMS, "epsilon": 70_000})
+    assert refused.status_code == 403 and "60000 of 100000 is left" in refused.json()["message"]
