@@ -118,3 +118,13 @@ def test_parameters_are_checked_against_every_providers_table():
 def test_a_message_of_the_wrong_shape_fails_the_job():
     with pytest.raises(ComputeError, match="Not the expected aggregation message"):
         aggregate._unpack(b"DXJ1", b"DXJ1" + b"\0\0\0\x02" + bytes(8), 2)
+
+
+def test_a_redelivered_mask_is_the_same_mask():
+    from compute.protocols.spec import StepInput
+
+    inputs = StepInput(payload=b"", state=None, params=PARAMS, data=MemoryData(BUYER))
+    first = aggregate.SPEC.steps[0].run(inputs)
+    again = aggregate.SPEC.steps[0].run(StepInput(payload=b"", state=first.state, params=PARAMS,
+                                                  data=MemoryData(BUYER)))
+    assert again.message == first.message

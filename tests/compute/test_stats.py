@@ -176,3 +176,17 @@ def test_the_engines_gate_judges_every_group_of_a_grouped_release():
 
     with pytest.raises(ReleaseRejected, match="a group of the result has fewer than 3"):
         _release(None, {"job": "j", "min_cohort": 3}, Release(cohort=12, group_counts=(10, 2)))  # type: ignore[arg-type]
+
+
+def test_a_redelivered_step_sends_what_it_sent_before():
+    from compute.protocols.local import MemoryData
+    from compute.protocols.spec import StepInput
+
+    data = MemoryData(_consumer([["alice", "a"], ["bob", "b"], ["zoë", "a"]]))
+    first = stats.offer_step(StepInput(payload=b"", state=None, params=PARAMS, data=data))
+    again = stats.offer_step(StepInput(payload=b"", state=first.state, params=PARAMS, data=data))
+    assert again.message == first.message and again.state == first.state
+    provider = MemoryData(_provider(PROVIDER))
+    answer = stats.answer_step(StepInput(payload=first.message, state=None, params=PARAMS, data=provider))
+    replay = stats.answer_step(StepInput(payload=first.message, state=answer.state, params=PARAMS, data=provider))
+    assert replay.state[:64] == answer.state[:64]  # the same keys: the buyer's later steps still match
