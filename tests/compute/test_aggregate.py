@@ -128,3 +128,8 @@ def test_a_redelivered_mask_is_the_same_mask():
     again = aggregate.SPEC.steps[0].run(StepInput(payload=b"", state=first.state, params=PARAMS,
                                                   data=MemoryData(BUYER)))
     assert again.message == first.message
+
+
+def test_empty_providers_and_a_provider_with_no_group_in_the_list():
+    rows = {row[0]: row[1:3] for row in _run([[], [["z", "5", "west"]]]).release.table.rows}
+    assert rows == {"north": ["0", "0"], "south": ["0", "0"], "east": ["0", "0"]}

@@ -89,3 +89,12 @@ def test_the_providers_rows_together_bound_the_totals():
     with pytest.raises(ParamsError, match="largest total decrypted exactly"):
         joint_cross.SPEC.params({**PARAMS, "bounds": [0, 1000]}, schemas)
     assert joint_cross.SPEC.params({**PARAMS, "bounds": [0, 100]}, schemas)["bounds"] == [0.0, 100.0]
+
+
+@pytest.mark.parametrize("tables, expected", [
+    ([[], []], {"gold": ["0", "0"], "tin": ["0", "0"]}),  # empty providers
+    ([[["q1", "5"]], [["q2", "6"]]], {"gold": ["0", "0"], "tin": ["0", "0"]}),  # no overlap
+    ([[["a", "1"], ["a", "2"], [" b ", "3"]], [["明", "4"]]], {"gold": ["2", "4"], "tin": ["1", "4"]}),  # dups, unicode
+])
+def test_more_shapes(tables, expected):
+    assert _rows(_run(tables)) == expected

@@ -121,3 +121,19 @@ def run_purchase(provider_token: str, consumer_token: str, provider_ids: list[st
     result = result_rows(consumer, order["id"], timeout=timeout)
     return {"product": product, "quote": priced, "order": order, "result": result,
             "consumer_dataset": consumer_dataset, "provider_dataset": provider_dataset}
+
+
+def list_joint_product(lead: APIClient, partners: list[APIClient], datasets: list[str], **terms: Any) -> dict[str, Any]:
+    """A product over the lead's first dataset and one dataset of each partner (proposed by the partner,
+    accepted by the lead), published."""
+    product = list_product(lead, datasets[0], publish=False, **terms)
+    for partner, dataset in zip(partners, datasets[1:], strict=True):
+        joined = partner.post(f"/api/products/{product['id']}/contributions/", {"dataset": dataset}, format="json")
+        assert joined.status_code == 201, joined.content
+        proposed = next(c for c in joined.json()["contributions"] if c["dataset"] == dataset)
+        decided = lead.post(f"/api/products/{product['id']}/contributions/{proposed['id']}/decide/",
+                            {"accept": True}, format="json")
+        assert decided.status_code == 200, decided.content
+    published = lead.post(f"/api/products/{product['id']}/status/", {"status": "published"}, format="json")
+    assert published.status_code == 200, published.content
+    return published.json()

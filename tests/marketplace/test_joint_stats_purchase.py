@@ -9,7 +9,7 @@ import pytest
 from compute.models import Job
 from marketplace.models import LedgerAccount, OrderGrant, OrderJob, PrivacyBudget
 from tests.conftest import node_runtime, wait_for
-from tests.marketplace.api_flow import buy, client_for, list_product, result_rows, upload, wait_order
+from tests.marketplace.api_flow import buy, client_for, list_joint_product, result_rows, upload, wait_order
 from tests.marketplace.data import consumer_csv
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
@@ -33,16 +33,8 @@ def test_statistics_across_three_providers_release_only_the_totals(make_party):
         data, rows = _table(100 * n, 30 + 10 * n)
         pooled += rows
         datasets.append(upload(client_for(party.token), f"incomes {n}", data)["id"])
-    product = list_product(client_for(lead.token), datasets[0], publish=False, compute_types=["joint_stats"],
-                           min_cohort=2, base_price=300, price_per_match=0)
-    for party, dataset in zip(partners, datasets[1:], strict=True):
-        joined = client_for(party.token).post(f"/api/products/{product['id']}/contributions/", {"dataset": dataset},
-                                              format="json")
-        proposed = next(c for c in joined.json()["contributions"] if c["dataset"] == dataset)
-        assert client_for(lead.token).post(f"/api/products/{product['id']}/contributions/{proposed['id']}/decide/",
-                                           {"accept": True}, format="json").status_code == 200
-    assert client_for(lead.token).post(f"/api/products/{product['id']}/status/", {"status": "published"},
-                                       format="json").status_code == 200
+    product = list_joint_product(client_for(lead.token), [client_for(p.token) for p in partners], datasets,
+                                 compute_types=["joint_stats"], min_cohort=2, base_price=300, price_per_match=0)
     mine = upload(buyer, "anyone", consumer_csv(["C0001", "C0002", "C0003"]))
 
     asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
@@ -98,15 +90,8 @@ def test_cross_table_statistics_across_two_providers_release_the_totals_and_char
     datasets = [upload(client_for(party.token), f"values {n}",
                        ("customer_id,income\n" + "".join(f"{i},{v}\n" for i, v in rows)).encode())["id"]
                 for n, (party, rows) in enumerate(zip((lead, partner), tables, strict=True))]
-    product = list_product(client_for(lead.token), datasets[0], publish=False, compute_types=["joint_cross_stats"],
-                           min_cohort=2, privacy_epsilon="100000")
-    joined = client_for(partner.token).post(f"/api/products/{product['id']}/contributions/",
-                                            {"dataset": datasets[1]}, format="json")
-    proposed = next(c for c in joined.json()["contributions"] if c["dataset"] == datasets[1])
-    client_for(lead.token).post(f"/api/products/{product['id']}/contributions/{proposed['id']}/decide/",
-                                {"accept": True}, format="json")
-    assert client_for(lead.token).post(f"/api/products/{product['id']}/status/", {"status": "published"},
-                                       format="json").status_code == 200
+    product = list_joint_product(client_for(lead.token), [client_for(partner.token)], datasets,
+                                 compute_types=["joint_cross_stats"], min_cohort=2, privacy_epsilon="100000")
     segments = {f"C{n:04d}": "even" if n % 2 else "odd" for n in range(10, 50)}
     mine = upload(buyer, "segments", ("customer_id,segment\n" + "".join(f"{i},{s}\n" for i, s in segments.items())
                                       ).encode())

@@ -17,7 +17,16 @@ from compute.jobs.identity import marketplace_public_key
 from compute.messages import MARKETPLACE, envelope_open
 from compute.models import Job, Node
 from tests.conftest import wait_for
-from tests.marketplace.api_flow import buy, client_for, list_product, result_rows, run_purchase, upload, wait_order
+from tests.marketplace.api_flow import (
+    buy,
+    client_for,
+    list_joint_product,
+    list_product,
+    result_rows,
+    run_purchase,
+    upload,
+    wait_order,
+)
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.django_db(transaction=True)]
@@ -228,4 +237,52 @@ def test_cross_table_statistics_on_a_real_worker_send_no_raw_id_value_or_group_t
         sealed = [base64.b64decode(message.body["payload"]) for message in steps]
         everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
         for value in [*provider_ids, *consumer_ids, *incomes.values(), *set(segments.values())]:
+            assert value.encode() not in everything, value
+
+
+def test_cross_table_statistics_across_two_providers_on_a_real_worker_send_nothing_in_clear(
+        make_party, celery_worker_process):
+    lead, partner = make_party("prov-jc-e2e0", provider=True), make_party("prov-jc-e2e1", provider=True)
+    consumer = make_party("cons-jc-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([party.organisation.node.queue for party in (lead, partner, consumer)])
+    values = {f"K{n:05d}": f"{2000 + n * 3.17:.2f}" for n in range(120)}
+    split = [list(values)[:70], list(values)[50:]]  # 20 ids at both providers
+    segments = {key: f"segment-{'north' if n % 2 else 'south'}" for n, key in enumerate(list(values)[30:90])}
+    datasets = [upload(client_for(party.token), f"values {n}", ("customer_id,income\n" + "".join(
+        f"{key},{values[key]}\n" for key in keys)).encode(), timeout=120)["id"]
+        for n, (party, keys) in enumerate(zip((lead, partner), split, strict=True))]
+    product = list_joint_product(client_for(lead.token), [client_for(partner.token)], datasets,
+                                 compute_types=["joint_cross_stats"])
+    buyer = client_for(consumer.token)
+    mine = upload(buyer, "segments", ("customer_id,segment\n" + "".join(f"{k},{s}\n" for k, s in segments.items())
+                                      ).encode(), timeout=120)
+    params = {"value_column": "income", "group_column": "segment", "bounds": [0, 5000], "decimals": 2}
+    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
+                                        "compute_type": "joint_cross_stats", "params": params}, format="json")
+    assert asked.status_code == 201, asked.content
+    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
+                      and body, timeout=120)
+    order = wait_order(buyer, buy(buyer, quoted["id"]).json()["id"], {"fulfilled", "refunded", "failed"}, timeout=120)
+    assert order["status"] == "fulfilled", order
+    opened = result_rows(buyer, order["id"], timeout=120).opened
+    truth = {}
+    for label in sorted(set(segments.values())):
+        shared = [float(values[k]) for keys in split for k in keys if segments.get(k) == label]
+        truth[label] = [label, str(len(shared)), f"{sum(shared):.2f}"]
+    assert {row[0]: row[:3] for row in opened["rows"]} == truth
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
+        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
+        keys[MARKETPLACE] = marketplace_public_key()
+        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        steps = [message for message in opened_messages if message.kind == "job.step"]
+        assert {message.body.get("step") for message in steps} >= {2, 3, 4, 5, 6, 7}
+        bodies = [json.dumps(message.body).encode() for message in opened_messages]
+        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
+        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        for value in [*values, *values.values(), *set(segments.values())]:
             assert value.encode() not in everything, value
