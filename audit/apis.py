@@ -17,9 +17,10 @@ from rest_framework.views import APIView
 
 from audit.models import AuditEntry
 from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list
-from audit.services import audit_entry_verify
+from audit.services import audit_bundle, audit_entry_verify
 
 MAX_ENTRY_ID = 2**63 - 1  # ids are 64-bit; a longer number in the path is simply not found
+BUNDLE_MAX_ENTRIES = 1000
 
 
 def visible_parties(user: Any) -> list[str] | None:
@@ -107,6 +108,36 @@ class EntryVerifyApi(APIView):
     def get(self, request: Request, entry_id: int) -> Response:
         entry = _visible_entry(request, entry_id)
         return Response(self.OutputSerializer(asdict(audit_entry_verify(entry_id=entry.pk))).data)
+
+
+class BundleApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        subject = serializers.CharField(required=False, max_length=200,
+                                        help_text="every entry about it, e.g. order:<id> or product:<id>")
+        entry = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ENTRY_ID)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if ("subject" in attrs) == ("entry" in attrs):
+                raise serializers.ValidationError("Give either a subject or an entry.")
+            return attrs
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: dict},
+                   summary="A proof bundle: entries, their Merkle proofs, batch roots, the anchor contract and "
+                           "chain id, for `python -m audit.verifier` (docs/audit.md)")
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        if "entry" in filters.validated_data:
+            entries = [_visible_entry(request, filters.validated_data["entry"])]
+        else:
+            found = audit_entry_list(parties=visible_parties(request.user), subject=filters.validated_data["subject"])
+            entries = list(found[: BUNDLE_MAX_ENTRIES + 1])
+            if len(entries) > BUNDLE_MAX_ENTRIES:
+                raise serializers.ValidationError(
+                    {"subject": f"More than {BUNDLE_MAX_ENTRIES} entries: ask for fewer (one entry at a time)."})
+            if not entries:
+                raise Http404
+        return Response(audit_bundle(entries=entries))
 
 
 class BatchOutput(serializers.Serializer):

@@ -29,19 +29,23 @@ from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from audit.chain.accounts import chain_account_operator
+from audit.chain.client import chain_id
+from audit.chain.contracts import contract
 from audit.chain.errors import ChainError
 from audit.chain.outbox import outbox_enqueue
 from audit.chain.registry import anchor_read
-from audit.merkle import leaf_hash, merkle_proof, merkle_root, merkle_verify
-from audit.models import AuditBatch, AuditEntry, ChainOutbox
-from audit.models.log import (
+from audit.encoding import (
     GENESIS_HASH,
-    AuditChainHead,
     canonical_json,
     entry_hash_compute,
     entry_leaf_data,
     payload_digest_compute,
+    timestamp_text,
 )
+from audit.merkle import leaf_hash, merkle_proof, merkle_root, merkle_verify
+from audit.models import AuditBatch, AuditEntry, ChainOutbox
+from audit.models.log import AuditChainHead
+from audit.verifier import FORMAT as BUNDLE_FORMAT
 
 ANCHOR_CONTRACT = "AuditAnchor"
 ANCHOR_FUNCTION = "anchor"
@@ -463,3 +467,31 @@ def _log_verify() -> LogVerification:
     elif report.unanchored_batches or report.unbatched_entries or report.unchained_entries:
         report.status = "pending"
     return report
+
+
+def audit_bundle(*, entries: list[AuditEntry]) -> dict[str, Any]:
+    """A proof bundle for ``entries`` (audit/verifier.py checks it against any node of the chain): each
+    sealed entry's recorded fields and payload, its batch and leaf index and its Merkle proof, the batches'
+    roots and anchor transactions, the anchor contract's address and the chain id. Entries not yet sealed
+    are listed apart, by id."""
+    sealed = sorted((entry for entry in entries if entry.batch_id is not None and entry.seq is not None),
+                    key=lambda entry: entry.seq or 0)
+    batches = {batch.id: batch for batch in AuditBatch.objects.filter(
+        id__in={entry.batch_id for entry in sealed}).select_related("outbox")}
+    leaves = {batch_id: [_row_leaf(row) for row in _batch_rows(batch)] for batch_id, batch in batches.items()}
+    return {
+        "format": BUNDLE_FORMAT,
+        "chain": {"chain_id": chain_id(), "anchor_contract": contract(ANCHOR_CONTRACT).address},
+        "batches": [{"id": batch.id, "root": batch.root, "size": batch.size,
+                     "anchor_tx": (batch.outbox.tx_hash or None) if batch.outbox else None}
+                    for batch in batches.values()],
+        "entries": [{"id": entry.id, "seq": entry.seq, "created_at": timestamp_text(entry.created_at),
+                     "actor": entry.actor, "action": entry.action, "subject": entry.subject,
+                     "parties": list(entry.parties), "payload": entry.payload, "payload_digest": entry.payload_digest,
+                     "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash, "batch": entry.batch_id,
+                     "leaf_index": entry.leaf_index,
+                     "proof": [node.hex() for node in merkle_proof(leaves[cast(int, entry.batch_id)],
+                                                                   entry.leaf_index or 0)]}
+                    for entry in sealed],
+        "pending": sorted(entry.id for entry in entries if entry.batch_id is None or entry.seq is None),
+    }

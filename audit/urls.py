@@ -7,4 +7,5 @@ urlpatterns = [
     path("entries/<int:entry_id>/", apis.EntryDetailApi.as_view(), name="api-audit-entry-detail"),
     path("entries/<int:entry_id>/verify/", apis.EntryVerifyApi.as_view(), name="api-audit-entry-verify"),
     path("batches/", apis.BatchListApi.as_view(), name="api-audit-batch-list"),
+    path("bundle/", apis.BundleApi.as_view(), name="api-audit-bundle"),
 ]

@@ -88,9 +88,9 @@ def run() -> str:
 
         from audit.chain.accounts import chain_account_operator
         from audit.chain.client import web3_client
+        from audit.encoding import entry_leaf_data
         from audit.merkle import leaf_hashes, merkle_proof, merkle_root, merkle_verify
         from audit.models import AuditEntry, ChainOutbox
-        from audit.models.log import entry_leaf_data
         from audit.services import ROW_FIELDS, _row_leaf, audit_batch_seal, audit_entry_verify
 
         with connection.cursor() as cursor:

@@ -5,9 +5,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
+from audit.encoding import GENESIS_HASH, payload_digest_compute
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditBatch, AuditEntry, ChainOutbox
-from audit.models.log import GENESIS_HASH, AppendOnlyError, payload_digest_compute
+from audit.models.log import AppendOnlyError
 from audit.services import AuditChainBroken, audit_batch_seal, audit_chain_extend, audit_record
 
 pytestmark = pytest.mark.django_db
