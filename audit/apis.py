@@ -11,16 +11,17 @@ from django.utils.module_loading import import_string
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEntry
 from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list
-from audit.services import audit_bundle, audit_entry_verify
+from audit.services import BUNDLE_MAX_ENTRIES, audit_bundle, audit_entry_verify, audit_proof
 
 MAX_ENTRY_ID = 2**63 - 1  # ids are 64-bit; a longer number in the path is simply not found
-BUNDLE_MAX_ENTRIES = 1000
+BUNDLE_LATEST = 100
 
 
 def visible_parties(user: Any) -> list[str] | None:
@@ -117,19 +118,20 @@ class BundleApi(APIView):
         entry = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ENTRY_ID)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if ("subject" in attrs) == ("entry" in attrs):
-                raise serializers.ValidationError("Give either a subject or an entry.")
+            if "subject" in attrs and "entry" in attrs:
+                raise serializers.ValidationError("Give a subject or an entry, not both.")
             return attrs
 
     @extend_schema(parameters=[FilterSerializer], responses={200: dict},
                    summary="A proof bundle: entries, their Merkle proofs, batch roots, the anchor contract and "
-                           "chain id, for `python -m audit.verifier` (docs/audit.md)")
+                           "chain id, for `python -m audit.verifier` (docs/audit.md); by default the caller's "
+                           f"{BUNDLE_LATEST} newest entries")
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         if "entry" in filters.validated_data:
             entries = [_visible_entry(request, filters.validated_data["entry"])]
-        else:
+        elif "subject" in filters.validated_data:
             found = audit_entry_list(parties=visible_parties(request.user), subject=filters.validated_data["subject"])
             entries = list(found[: BUNDLE_MAX_ENTRIES + 1])
             if len(entries) > BUNDLE_MAX_ENTRIES:
@@ -137,7 +139,36 @@ class BundleApi(APIView):
                     {"subject": f"More than {BUNDLE_MAX_ENTRIES} entries: ask for fewer (one entry at a time)."})
             if not entries:
                 raise Http404
+        else:
+            entries = list(audit_entry_list(parties=visible_parties(request.user))[:BUNDLE_LATEST])
         return Response(audit_bundle(entries=entries))
+
+
+class ProofApi(APIView):
+    """Where an entry sits and the path to its batch's root, by the entry's hash: public, without any of
+    the entry's contents. Whoever holds an entry (a party, an auditor, a bundle) checks it with this and
+    the chain alone."""
+
+    permission_classes = [AllowAny]
+
+    class OutputSerializer(serializers.Serializer):
+        entry_hash = serializers.CharField()
+        batch = serializers.IntegerField()
+        leaf_index = serializers.IntegerField()
+        size = serializers.IntegerField()
+        proof = serializers.ListField(child=serializers.CharField())
+        root = serializers.CharField()  # type: ignore[assignment] # a field, not Field.root
+        anchor_tx = serializers.CharField(allow_null=True)
+        chain_id = serializers.IntegerField()
+        anchor_contract = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer, summary="An anchored entry's inclusion proof, by its hash (public)")
+    def get(self, request: Request, entry_hash: str) -> Response:
+        valid = len(entry_hash) == 64 and all(char in "0123456789abcdef" for char in entry_hash.lower())
+        proof = audit_proof(entry_hash=entry_hash.lower()) if valid else None
+        if proof is None:
+            raise Http404
+        return Response(self.OutputSerializer(proof).data)
 
 
 class BatchOutput(serializers.Serializer):
@@ -160,6 +191,8 @@ class BatchPageOutput(serializers.Serializer):
 
 
 class BatchListApi(APIView):
+    permission_classes = [AllowAny]  # roots, sizes and transactions: public, so that anyone can check a proof
+
     class FilterSerializer(serializers.Serializer):
         limit = serializers.IntegerField(required=False, min_value=1, max_value=AuditPagination.max_limit)
         offset = serializers.IntegerField(required=False, min_value=0)

@@ -48,6 +48,7 @@ from audit.models.log import AuditChainHead
 from audit.verifier import FORMAT as BUNDLE_FORMAT
 
 ANCHOR_CONTRACT = "AuditAnchor"
+BUNDLE_MAX_ENTRIES = 1000
 ANCHOR_FUNCTION = "anchor"
 ZERO_ROOT = b"\0" * 32
 CHAIN_INTERVAL = 0.05  # seconds between after-commit chainer runs in one process
@@ -495,3 +496,18 @@ def audit_bundle(*, entries: list[AuditEntry]) -> dict[str, Any]:
                     for entry in sealed],
         "pending": sorted(entry.id for entry in entries if entry.batch_id is None or entry.seq is None),
     }
+
+
+def audit_proof(*, entry_hash: str) -> dict[str, Any] | None:
+    """The inclusion proof of the sealed entry with ``entry_hash`` (its batch, leaf index, the path to the
+    batch's root, the anchor): nothing of the entry's contents. None when no sealed entry has that hash."""
+    entry = AuditEntry.objects.filter(entry_hash=entry_hash, batch__isnull=False).values_list(
+        "batch_id", "leaf_index").first()
+    if entry is None:
+        return None
+    batch = AuditBatch.objects.select_related("outbox").get(pk=entry[0])
+    leaves, index = [_row_leaf(row) for row in _batch_rows(batch)], int(entry[1] or 0)
+    return {"entry_hash": entry_hash, "batch": batch.id, "leaf_index": index, "size": batch.size,
+            "proof": [node.hex() for node in merkle_proof(leaves, index)], "root": batch.root,
+            "anchor_tx": (batch.outbox.tx_hash or None) if batch.outbox else None, "chain_id": chain_id(),
+            "anchor_contract": contract(ANCHOR_CONTRACT).address}

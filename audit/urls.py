@@ -8,4 +8,5 @@ urlpatterns = [
     path("entries/<int:entry_id>/verify/", apis.EntryVerifyApi.as_view(), name="api-audit-entry-verify"),
     path("batches/", apis.BatchListApi.as_view(), name="api-audit-batch-list"),
     path("bundle/", apis.BundleApi.as_view(), name="api-audit-bundle"),
+    path("proofs/<str:entry_hash>/", apis.ProofApi.as_view(), name="api-audit-proof"),
 ]

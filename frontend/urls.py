@@ -30,5 +30,6 @@ urlpatterns = [
     path("provider/products/<uuid:product_id>/contributions/<int:contribution_id>/decide/",
          datasets.product_contribution_decide_view, name="product-contribution-decide"),
     path("audit/", audit.audit_index, name="audit"),
+    path("audit/bundle/", audit.audit_bundle_download, name="audit-bundle"),
     path("audit/entries/<int:entry_id>/verify/", audit.audit_verify, name="audit-verify"),
 ]

@@ -153,7 +153,7 @@ class AuditEntry(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     payload_digest = models.CharField(max_length=64)
     prev_hash = models.CharField(max_length=64, blank=True)
-    entry_hash = models.CharField(max_length=64, blank=True)
+    entry_hash = models.CharField(max_length=64, blank=True, db_index=True)  # public proofs are found by it
     batch = models.ForeignKey(
         AuditBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
     )

@@ -102,8 +102,11 @@ def test_the_api_bundles_only_what_the_caller_may_read(ganache_url):
     assert bob.get("/api/audit/bundle/", {"entry": entries[1].pk}).json()["entries"][0]["id"] == entries[1].pk
     assert nobody.get("/api/audit/bundle/", {"entry": entries[1].pk}).status_code == 404
     assert nobody.get("/api/audit/bundle/", {"subject": "job:0"}).status_code == 404
-    refused = alice.get("/api/audit/bundle/")
-    assert refused.status_code == 400 and "either a subject or an entry" in refused.json()["message"]
+    refused = alice.get("/api/audit/bundle/", {"subject": "job:0", "entry": entries[0].pk})
+    assert refused.status_code == 400 and "a subject or an entry, not both" in refused.json()["message"]
+    latest = alice.get("/api/audit/bundle/").json()  # by default the caller's newest entries
+    assert latest["entries"] and all("acme" in entry["parties"] for entry in latest["entries"])
+    assert nobody.get("/api/audit/bundle/").json()["entries"] == []
 
 
 def test_the_verifier_needs_no_django():
@@ -112,3 +115,30 @@ def test_the_verifier_needs_no_django():
 
     code = "import sys, audit.verifier; sys.exit(1 if any(m.startswith('django') for m in sys.modules) else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_roots_and_proofs_are_public_and_hold_no_contents(bundle_and_reader):
+    from rest_framework.test import APIClient
+
+    from audit.encoding import entry_leaf_data
+    from audit.merkle import leaf_hash, merkle_verify
+
+    bundle, _, read = bundle_and_reader
+    anyone = APIClient()
+    batches = anyone.get("/api/audit/batches/")
+    assert batches.status_code == 200 and batches.json()["count"] >= 1
+    entry = bundle["entries"][0]
+    response = anyone.get(f"/api/audit/proofs/{entry['entry_hash']}/")
+    assert response.status_code == 200, response.content
+    proof = response.json()
+    assert set(proof) == {"entry_hash", "batch", "leaf_index", "size", "proof", "root", "anchor_tx", "chain_id",
+                          "anchor_contract"}  # where it is, not what it says
+    fields = {name: entry[name] for name in ("seq", "created_at", "actor", "action", "subject", "parties",
+                                             "payload_digest", "prev_hash")}
+    root, count = read(proof["batch"])
+    assert merkle_verify(leaf=leaf_hash(entry_leaf_data(entry_hash=entry["entry_hash"], **fields)),
+                         index=proof["leaf_index"], size=count, proof=[bytes.fromhex(p) for p in proof["proof"]],
+                         root=root)
+    assert anyone.get(f"/api/audit/proofs/{'ab' * 32}/").status_code == 404
+    assert anyone.get("/api/audit/proofs/not-a-hash/").status_code == 404
+    assert anyone.get("/api/audit/entries/").status_code in {401, 403}  # the contents stay behind a login

@@ -433,3 +433,11 @@ def test_it_verifies_only_the_audit_entries_the_user_may_read(make_party):
     assert verified.status_code == 200
     assert b'data-status="pending"' in verified.content  # not sealed into a batch yet
     assert client.get(f"/audit/entries/{their_entry.id}/verify/").status_code == 404
+    # The page's proof bundle holds the user's own entries only, for the standalone verifier.
+    bundle = client.get("/audit/bundle/", {"subject": f"organisation:{mine.organisation.slug}"})
+    assert bundle.status_code == 200 and "attachment" in bundle["Content-Disposition"]
+    body = bundle.json()
+    assert body["format"] == "dataxchange-audit-bundle/1" and own_entry.id in body["pending"]
+    everything = client.get("/audit/bundle/").json()
+    assert their_entry.id not in everything["pending"] + [entry["id"] for entry in everything["entries"]]
+    assert 'id="audit-bundle"' in explorer.content.decode()

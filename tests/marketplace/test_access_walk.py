@@ -61,6 +61,7 @@ PARAM_OBJECTS: dict[str, Callable[[World], list[tuple[str, Any]]]] = {
     "order_id": lambda w: [("order", w.order["id"])],
     "contribution_id": lambda w: [("draft contribution", w.draft["contributions"][0]["id"])],
     "entry_id": lambda w: [("audit entry", w.private_entry().id)],
+    "entry_hash": lambda w: [("audit entry hash", w.private_entry().entry_hash or "0" * 64)],
     "token_id": _victim_token_ids,
     "member_id": _victim_member_ids,
 }
@@ -71,7 +72,10 @@ PUBLIC = {("api-product-detail", "get", "published product")}
 # Joint products are open to contributions from any provider while they are drafts (catalog.py): a
 # stranger provider may add ITS OWN dataset to the victim's draft. That design is tested apart below
 # (it cannot take the victim's data and it is audited to the lead provider); the walk skips it.
-OPEN_BY_DESIGN = {("api-product-contribute", "post", "draft product")}
+OPEN_BY_DESIGN = {("api-product-contribute", "post", "draft product"),
+                  # An entry's inclusion proof is public by the entry's hash: it holds none of the entry's
+                  # contents (docs/audit.md; tests/audit/test_bundle_verifier.py checks what it shows).
+                  ("api-audit-proof", "get", "audit entry hash")}
 
 # A body that would pass the view's validation, so that the request reaches the object check.
 BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
@@ -91,6 +95,7 @@ COLLECTION_RULES = {
     "api-dataset-list": "own",
     "api-order-list": "own",
     "api-audit-entry-list": "own",
+    "api-audit-bundle": "own",
     "api-ledger-statement": "own",
     "api-token-list": "own",
     "api-organisation-tokens": "own",
