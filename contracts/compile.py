@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CONTRACT_NAMES = ("DataRegistry", "AccessRegistry", "AuditAnchor")
+CONTRACT_NAMES = ("DataRegistry", "AccessRegistry", "AuditAnchor", "UsageReceipts")
 # Ganache 7 rejects opcodes newer than Shanghai (MCOPY, TSTORE), so the target is pinned.
 COMPILER_SETTINGS: dict[str, Any] = {
     "evmVersion": "shanghai",

@@ -99,7 +99,7 @@ def _deploy_one(name: str, constructor_args: list[Any]) -> str:
 
 
 def contracts_deploy(*, force: bool = False) -> dict[str, str]:
-    """Deploy DataRegistry, AccessRegistry and AuditAnchor with the operator account, unless this
+    """Deploy DataRegistry, AccessRegistry, AuditAnchor and UsageReceipts with the operator account, unless this
     chain already has live contracts of the current sources (or `force`); return {name: address}
     as recorded in settings.CHAIN_DEPLOYMENTS_DIR/<chain id>.json."""
     with _deploy_lock():
@@ -110,6 +110,7 @@ def contracts_deploy(*, force: bool = False) -> dict[str, str]:
         addresses["DataRegistry"] = _deploy_one("DataRegistry", [])
         addresses["AccessRegistry"] = _deploy_one("AccessRegistry", [addresses["DataRegistry"]])
         addresses["AuditAnchor"] = _deploy_one("AuditAnchor", [])
+        addresses["UsageReceipts"] = _deploy_one("UsageReceipts", [addresses["AccessRegistry"]])
         record = {
             "chainId": chain_id(),
             "sourcesHash": sources_hash(),

@@ -343,6 +343,10 @@ def _matches(key: tuple[str, str, str], args: list[Any], me: str, view: Any) -> 
             grant_id, job_id, _units = args
             # Charges are keyed by (grant, job): only this row's own pair counts as already done.
             return bool(view.isCharged(grant_id, job_id).call())
+        if key == ("UsageReceipts", "record", "ReceiptAlreadyRecorded"):
+            from audit.usage import receipt_digest
+
+            return bool(bytes(view.receiptOf(args[0]).call()) == receipt_digest(*args))
         if key == ("AuditAnchor", "anchor", "BatchAlreadyAnchored"):
             batch_id, root, count = args
             on_chain_root, on_chain_count, _ = view.rootOf(batch_id).call()

@@ -62,7 +62,9 @@ def args_to_abi(args: list[Any]) -> list[Any]:
     """JSON outbox args → web3 call args: 0x-hex of 32 bytes becomes bytes32, addresses stay strings."""
     converted: list[Any] = []
     for value in args:
-        if isinstance(value, str) and value.startswith("0x") and len(value) == 66:
+        if isinstance(value, list):
+            converted.append(args_to_abi(value))
+        elif isinstance(value, str) and value.startswith("0x") and len(value) == 66:
             converted.append(bytes.fromhex(value[2:]))
         elif isinstance(value, str) and value.startswith("0x") and len(value) == 42:
             converted.append(to_checksum_address(value))
@@ -108,6 +110,7 @@ GAS_LIMITS: dict[tuple[str, str], int] = {
     ("AccessRegistry", "consume"): 150_000,
     ("AccessRegistry", "revoke"): 100_000,
     ("AuditAnchor", "anchor"): 150_000,
+    ("UsageReceipts", "record"): 400_000,
 }
 DEFAULT_GAS_LIMIT = 500_000
 

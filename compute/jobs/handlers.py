@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from audit.chain.rpc import rpc_request
 from audit.services import audit_record
-from compute.jobs.services import job_announce, job_fail, job_parties, job_step_name, token_digest
+from audit.usage import usage_receipt_enqueue
+from compute.jobs.services import job_announce, job_fail, job_parties, job_receipt, job_step_name, token_digest
 from compute.messages import (
     MARKETPLACE,
     EnvelopeError,
@@ -260,6 +261,7 @@ def _job_succeeded(node: Node, message: Message) -> None:
     job.save()
     audit_record(actor=f"node:{node.slug}", action="job.succeeded", subject=f"job:{job.id}",
                  payload=public, parties=job_parties(job))
+    usage_receipt_enqueue(job_receipt(job))
     transaction.on_commit(lambda: job_announce(job.id))
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from audit.usage import Receipt, usage_receipt_enqueue
 from compute.exceptions import ComputeError
 from compute.jobs.identity import marketplace_signing_key
 from compute.messages import MARKETPLACE, b64, envelope_make, node_queue
@@ -228,10 +229,23 @@ def job_fail(*, job_id: str, reason: str) -> None:
         job.save(update_fields=["status", "error", "finished_at", "progress", "updated_at"])
         audit_record(actor="system", action="job.failed", subject=f"job:{job.id}", payload={"reason": reason},
                      parties=job_parties(job))
+        if job.consume_tx_hash:  # a grant was charged before it failed: the use is receipted all the same
+            usage_receipt_enqueue(job_receipt(job))
         # Each party's node deletes what it keeps for the job (a consumer's ids and secret scalar, say).
         for node in job.nodes:
             node_send(node, kind="job.forget", body={}, job=str(job.id))
         transaction.on_commit(lambda: job_announce(job.id))
+
+
+def job_receipt(job: Job) -> Receipt:
+    """The usage receipt of a finished job, from the marketplace's records (audit/usage.py)."""
+    release = None
+    if job.status == Job.Status.SUCCEEDED:
+        table = job.result_table
+        release = {"public": job.result, "result_table": table.fingerprint if table is not None else None}
+    return Receipt(job=str(job.id), grants=[party.grant_id for party in job.party_list() if party.grant_id],
+                   units=job.units, protocol=job.protocol, params=job.params or {}, release=release,
+                   epsilon=(job.params or {}).get("epsilon"))
 
 
 def job_announce(job_id: Any) -> None:

@@ -4,10 +4,15 @@ shared ids, with a group below the cohort withheld. The run's ε is charged to t
 on the product before anything runs, given back when the run releases nothing, and refused when spent."""
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from audit.models import ChainOutbox
+from compute.models import Job
 from marketplace.models import PrivacyBudget, PrivacyCharge
 from tests.conftest import node_runtime, wait_for
 from tests.marketplace.api_flow import buy, client_for, list_product, result_rows, upload, wait_order
@@ -79,6 +84,18 @@ def test_cross_table_statistics_per_group_with_the_budget_charged_refunded_and_r
     opened = result_rows(buyer, order["id"]).opened
     assert opened["columns"] == ["segment", "count", "sum", "mean", "note"]
     assert {row[0]: row for row in opened["rows"]} == truth
+
+    # The use left a receipt on chain that the marketplace's records reproduce; a record changed
+    # afterwards no longer does.
+    receipt = wait_for(lambda: ChainOutbox.objects.filter(subject=f"usage-receipt:{job['id']}",
+                                                          status=ChainOutbox.Status.CONFIRMED).first(), timeout=30)
+    out = io.StringIO()
+    call_command("usage_reconcile", job=[job["id"]], stdout=out)
+    assert "reconciled: 1 job(s), 1 charge(s), 1 receipt(s)" in out.getvalue(), receipt.last_error
+    Job.objects.filter(id=job["id"]).update(params={**PARAMS, "epsilon": 1})
+    with pytest.raises(CommandError, match="1 difference"):
+        call_command("usage_reconcile", job=[job["id"]], stdout=io.StringIO())
+    Job.objects.filter(id=job["id"]).update(params=PARAMS)
 
     # A run that releases nothing gives its ε back: the grant revoked on chain stops the next run.
     grant = order["grants"][0]["grant_id"]

@@ -8,7 +8,7 @@ from audit.chain.errors import ChainError
 
 
 class Command(BaseCommand):
-    help = "Deploy DataRegistry, AccessRegistry and AuditAnchor (unless this chain already has them)."
+    help = "Deploy DataRegistry, AccessRegistry, AuditAnchor and UsageReceipts (unless this chain already has them)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--force", action="store_true", help="deploy again even if a live record exists")
