@@ -322,3 +322,33 @@ def test_it_keeps_a_confirmed_row_confirmed_when_a_receiver_fails(provider):
 
     assert done.status == ChainOutbox.Status.CONFIRMED
     assert asset_owner(asset)[0] == provider.address
+
+
+@pytest.mark.django_db
+def test_an_anchor_dropped_by_a_reorg_is_sent_again_and_lands_once(operator, settings):
+    """A reorg (evm_snapshot / evm_revert) drops the mined anchor before it has its confirmations: the
+    outbox row stays open, the same signed bytes are sent again, and the root is anchored exactly once."""
+    from audit.chain.contracts import contract
+    from audit.chain.rpc import rpc_request
+
+    contract("AuditAnchor")  # deployed (if this chain has no contracts yet) before confirmations are asked for
+    settings.CHAIN_CONFIRMATIONS, settings.CHAIN_TX_TIMEOUT = 3, 0.3
+    batch_id, root = fresh_batch_id(), unique_id("root")
+    row = enqueue_anchor(operator, batch_id, root)
+    snapshot = rpc_request("evm_snapshot", [])
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)  # mined one block deep: not final yet
+    row.refresh_from_db()
+    sent_hash = row.tx_hash
+    assert row.status == ChainOutbox.Status.SENT and anchor_read(batch_id) == (root, 3), row.last_error
+
+    assert rpc_request("evm_revert", [snapshot]) is True  # the block with the anchor is gone
+    assert anchor_read(batch_id) == (b"\0" * 32, 0)
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)  # re-sent from its stored bytes, mined again, one block deep
+    rpc_request("evm_mine", [])
+    rpc_request("evm_mine", [])
+    row = outbox_process(outbox_id=row.pk)
+
+    assert row.status == ChainOutbox.Status.CONFIRMED and row.tx_hash == sent_hash  # the same tx, not a new one
+    assert anchor_read(batch_id) == (root, 3)
