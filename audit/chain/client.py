@@ -6,6 +6,8 @@ import threading
 from django.conf import settings
 from web3 import Web3
 
+from audit.chain.errors import ChainUnavailable
+
 # Seconds one JSON-RPC request may take before the node counts as unavailable, where the settings do
 # not say (a node's own settings): short, so that a chain that does not answer fails a web read fast.
 DEFAULT_RPC_TIMEOUT = 5.0
@@ -38,6 +40,11 @@ def web3_client() -> Web3:
     return client
 
 
+class ChainMisconfigured(ChainUnavailable):
+    """The endpoint answers for another chain than the one this deployment is set for. Nothing is written
+    to it; writes wait in the outbox (as for a chain that is down) until the endpoint is corrected."""
+
+
 def chain_id() -> int:
     """The chain id of the current endpoint (asked once per URL)."""
     from audit.chain.rpc import rpc_guard  # rpc builds on this module
@@ -45,5 +52,10 @@ def chain_id() -> int:
     url = settings.CHAIN_RPC_URL
     if url not in _chain_ids:
         with rpc_guard():
-            _chain_ids[url] = int(web3_client().eth.chain_id)
+            found = int(web3_client().eth.chain_id)
+        expected = getattr(settings, "CHAIN_ID", None)
+        if expected is not None and found != expected:
+            raise ChainMisconfigured(f"The chain at {url} is chain {found}; this deployment is set for chain "
+                                     f"{expected} (CHAIN_ID). Point CHAIN_RPC_URL at that chain.")
+        _chain_ids[url] = found
     return _chain_ids[url]

@@ -18,6 +18,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 CHAIN_RPC_URL = os.environ.get("CHAIN_RPC_URL", "http://127.0.0.1:8545")
+CHAIN_ID = int(os.environ.get("CHAIN_ID", "0")) or None  # the chain this node writes to; None: any
 CHAIN_RPC_TIMEOUT = float(os.environ.get("CHAIN_RPC_TIMEOUT", "5"))  # seconds per JSON-RPC call
 CHAIN_DEV_FUNDING = os.environ.get("CHAIN_DEV_FUNDING", "1").lower() in {"1", "true", "yes", "on"}
 CHAIN_CONFIRMATIONS = int(os.environ.get("CHAIN_CONFIRMATIONS", "1"))
