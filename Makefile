@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 TEST_ENV := VAR_DIR=$(CURDIR)/var/test \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dataxchange} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
+# The chain test modules, run a second time on Anvil (a maintained dev chain) after the whole suite on Ganache.
+CHAIN_TESTS := tests/contracts tests/audit/test_chain_outbox.py tests/audit/test_chain_transactions.py \
+	tests/audit/test_chain_accounts.py tests/audit/test_chain_deploy.py tests/audit/test_chain_id.py \
+	tests/audit/test_verify.py tests/audit/test_bundle_verifier.py
 
 .PHONY: help install run test test-fast lint bench contracts chromium clean
 
@@ -37,6 +41,7 @@ test: install chromium lint ## Set up what is missing, lint, and run the whole s
 	rm -rf var/test
 	$(TEST_ENV) $(PY) -m contracts.compile
 	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) TEST_CHAIN=anvil $(PY) -m pytest $(CHAIN_TESTS)
 
 test-fast: install ## The suite without end-to-end and browser tests
 	rm -rf var/test

@@ -40,11 +40,13 @@ os.environ.setdefault("QUOTE_BUDGET_EPSILON", str(TEST_QUOTE_BUDGET))
 
 @pytest.fixture(scope="session")
 def ganache_url() -> Iterator[str]:
-    """A fresh Ganache for this test session; settings point at it while it runs."""
+    """A fresh Ganache for this test session (or Anvil, with TEST_CHAIN=anvil: `make test` runs the chain
+    modules on both); settings point at it while it runs."""
     port = free_port()
     log_dir = settings.VAR_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
-    process = ganache_start(port=port, log_path=log_dir / "ganache-test.log")
+    kind = os.environ.get("TEST_CHAIN", "ganache")
+    process = ganache_start(port=port, log_path=log_dir / f"{kind}-test.log", kind=kind)
     url = f"http://127.0.0.1:{port}"
     previous = settings.CHAIN_RPC_URL
     settings.CHAIN_RPC_URL = url

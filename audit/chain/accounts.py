@@ -13,7 +13,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from audit.chain.errors import ChainError
-from audit.chain.rpc import rpc_request
+from audit.chain.rpc import dev_balance_set
 from audit.models import ChainAccount
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def _account_store(*, signer: LocalAccount, label: str) -> ChainAccount:
 
 
 def chain_account_fund_dev(*, account: ChainAccount, wei: int = DEV_FUNDING_WEI) -> None:
-    """Give `account` a balance on a dev chain (Ganache `evm_setAccountBalance`)."""
-    rpc_request("evm_setAccountBalance", [account.address, hex(wei)])
+    """Give `account` a balance on a dev chain (Ganache, Anvil or Hardhat)."""
+    dev_balance_set(account.address, wei)
 
 
 def chain_account_create(*, label: str) -> ChainAccount:

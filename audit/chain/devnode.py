@@ -49,6 +49,21 @@ def ganache_command(*, port: int, db_path: Path | None = None) -> list[str]:
     return command
 
 
+def anvil_command(*, port: int) -> list[str]:
+    """Foundry's Anvil (from npm, `@foundry-rs/anvil`): a maintained dev chain, run by the tests beside
+    Ganache (TEST_CHAIN=anvil). The same chain id as Ganache's, so deployment records look alike."""
+    cli = Path(settings.BASE_DIR) / "node_modules" / ".bin" / "anvil"
+    if not cli.exists():
+        raise DevChainError(f"Anvil is not installed at {cli}; run `npm ci` first.")
+    # Ganache's deterministic wallet: the same funded accounts (the default operator key is its first).
+    return [str(cli), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "1337", "--accounts", "4",
+            "--mnemonic", GANACHE_MNEMONIC, "--silent"]
+
+
+DEV_CHAINS = ("ganache", "anvil")
+GANACHE_MNEMONIC = "myth like bonus scare over problem client lizard pioneer submit female collect"
+
+
 def rpc_ready(url: str) -> bool:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})  # noqa: S310 - local URL
@@ -60,12 +75,17 @@ def rpc_ready(url: str) -> bool:
 
 
 def ganache_start(
-    *, port: int, db_path: Path | None = None, timeout: float = 60, log_path: Path | None = None
+    *, port: int, db_path: Path | None = None, timeout: float = 60, log_path: Path | None = None,
+    kind: str = "ganache",
 ) -> subprocess.Popen[bytes]:
-    """Start Ganache on 127.0.0.1:`port` and wait until it answers JSON-RPC."""
+    """Start the local chain (Ganache, or Anvil for `kind="anvil"`, which keeps no database) on
+    127.0.0.1:`port` and wait until it answers JSON-RPC."""
+    if kind not in DEV_CHAINS:
+        raise DevChainError(f"Unknown dev chain {kind!r}; expected one of {', '.join(DEV_CHAINS)}.")
+    command = ganache_command(port=port, db_path=db_path) if kind == "ganache" else anvil_command(port=port)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(  # noqa: S603 - fixed command line
-        ganache_command(port=port, db_path=db_path),
+        command,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -74,12 +94,12 @@ def ganache_start(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise DevChainError(f"Ganache exited with code {process.returncode}")
+            raise DevChainError(f"{kind} exited with code {process.returncode}")
         if rpc_ready(url):
             return process
         time.sleep(0.2)
     ganache_stop(process)
-    raise DevChainError(f"Ganache did not answer on {url} within {timeout:.0f}s")
+    raise DevChainError(f"{kind} did not answer on {url} within {timeout:.0f}s")
 
 
 def ganache_stop(process: subprocess.Popen[bytes]) -> None:

@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from audit.chain.accounts import DEV_FUNDING_WEI
 from audit.chain.errors import ChainError, ChainRevert, ChainUnavailable
-from audit.chain.rpc import rpc_request
+from audit.chain.rpc import dev_balance_set
 from audit.chain.transactions import (
     pending_count,
     raw_send,
@@ -71,7 +71,7 @@ class KeySender:
                 if attempt or isinstance(error, ChainRevert | ChainUnavailable):
                     raise
                 if settings.CHAIN_DEV_FUNDING and "insufficient funds" in str(error).lower():
-                    rpc_request("evm_setAccountBalance", [self.address, hex(DEV_FUNDING_WEI)])
+                    dev_balance_set(self.address, DEV_FUNDING_WEI)
                     continue
                 if "nonce" not in str(error).lower():
                     raise

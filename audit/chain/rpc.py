@@ -57,3 +57,18 @@ def rpc_request(method: str, params: list[Any]) -> Any:
     if "error" in response:
         raise ChainError(f"{method} failed: {response['error']}")
     return response.get("result")
+
+
+def dev_balance_set(address: str, wei: int) -> None:
+    """Give ``address`` a balance on a dev chain: Ganache's `evm_setAccountBalance`, else the method of
+    Anvil (`anvil_setBalance`) or Hardhat (`hardhat_setBalance`)."""
+    error: ChainError | None = None
+    for method in ("evm_setAccountBalance", "anvil_setBalance", "hardhat_setBalance"):
+        try:
+            rpc_request(method, [address, hex(wei)])
+            return
+        except ChainUnavailable:
+            raise
+        except ChainError as failed:
+            error = failed
+    raise ChainError(f"this chain sets no balance: {error}")

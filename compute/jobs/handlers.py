@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.chain.rpc import rpc_request
+from audit.chain.rpc import dev_balance_set
 from audit.services import audit_record
 from audit.usage import usage_receipt_enqueue
 from compute.jobs.services import job_announce, job_fail, job_parties, job_receipt, job_step_name, token_digest
@@ -119,7 +119,7 @@ def _hello(node: Node, message: Message) -> None:
 
         def fund() -> None:
             try:
-                rpc_request("evm_setAccountBalance", [address, hex(DEV_FUNDING_WEI)])
+                dev_balance_set(address, DEV_FUNDING_WEI)
             except Exception:  # noqa: BLE001 - a dev convenience; a node refills itself on "insufficient funds"
                 logger.warning("dev funding of %s failed", address, exc_info=True)
 
