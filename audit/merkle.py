@@ -67,6 +67,29 @@ def merkle_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     return proof
 
 
+def merkle_levels(leaf_hashes: Sequence[bytes]) -> list[Sequence[bytes]]:
+    """Every level of the tree, leaves first: built once, it gives each leaf's proof in O(log n)
+    (`merkle_proof_at`), where `merkle_proof` rebuilds the tree for one proof."""
+    levels: list[Sequence[bytes]] = [leaf_hashes]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def merkle_proof_at(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    """The audit path of leaf `index` from the tree's levels (`merkle_levels`); equal to `merkle_proof`."""
+    if not 0 <= index < len(levels[0]):
+        raise IndexError(f"leaf index {index} outside a tree of {len(levels[0])} leaves")
+    proof: list[bytes] = []
+    position = index
+    for level in levels[:-1]:
+        sibling = position ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        position //= 2
+    return proof
+
+
 def merkle_verify(*, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """Check that `leaf` (a leaf hash) sits at `index` of a tree of `size` leaves with `root`.
 

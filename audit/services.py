@@ -42,7 +42,7 @@ from audit.encoding import (
     payload_digest_compute,
     timestamp_text,
 )
-from audit.merkle import leaf_hash, merkle_proof, merkle_root, merkle_verify
+from audit.merkle import leaf_hash, merkle_levels, merkle_proof, merkle_proof_at, merkle_root, merkle_verify
 from audit.models import AuditBatch, AuditEntry, ChainOutbox
 from audit.models.log import AuditChainHead
 from audit.verifier import FORMAT as BUNDLE_FORMAT
@@ -479,7 +479,8 @@ def audit_bundle(*, entries: list[AuditEntry]) -> dict[str, Any]:
                     key=lambda entry: entry.seq or 0)
     batches = {batch.id: batch for batch in AuditBatch.objects.filter(
         id__in={entry.batch_id for entry in sealed}).select_related("outbox")}
-    leaves = {batch_id: [_row_leaf(row) for row in _batch_rows(batch)] for batch_id, batch in batches.items()}
+    levels = {batch_id: merkle_levels([_row_leaf(row) for row in _batch_rows(batch)])
+              for batch_id, batch in batches.items()}
     return {
         "format": BUNDLE_FORMAT,
         "chain": {"chain_id": chain_id(), "anchor_contract": contract(ANCHOR_CONTRACT).address},
@@ -491,8 +492,8 @@ def audit_bundle(*, entries: list[AuditEntry]) -> dict[str, Any]:
                      "parties": list(entry.parties), "payload": entry.payload, "payload_digest": entry.payload_digest,
                      "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash, "batch": entry.batch_id,
                      "leaf_index": entry.leaf_index,
-                     "proof": [node.hex() for node in merkle_proof(leaves[cast(int, entry.batch_id)],
-                                                                   entry.leaf_index or 0)]}
+                     "proof": [node.hex() for node in merkle_proof_at(levels[cast(int, entry.batch_id)],
+                                                                      entry.leaf_index or 0)]}
                     for entry in sealed],
         "pending": sorted(entry.id for entry in entries if entry.batch_id is None or entry.seq is None),
     }

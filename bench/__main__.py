@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark and write their sections into docs/benchmarks.md.
 
 BENCH_QUICK=1 runs small sizes (a smoke run, written to docs/benchmarks-quick.md); BENCH_ONLY=<section>
-(psi, lookup, stats, aggregate, nodes, audit, catalog, purchase, latency) runs one and replaces only its own
+(psi, lookup, stats, aggregate, chain, nodes, audit, catalog, purchase, latency) runs one and replaces only its own
 section of the file.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["psi", "lookup", "stats", "aggregate", "nodes", "audit", "catalog", "purchase", "latency"]
+SECTIONS = ["psi", "lookup", "stats", "aggregate", "chain", "nodes", "audit", "catalog", "purchase", "latency"]
 
 
 def main() -> int:

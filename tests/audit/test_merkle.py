@@ -137,3 +137,13 @@ def test_it_verifies_any_leaf_of_any_tree_and_only_that_leaf(items, data):
     if leaf_hash(forged) != leaves[index]:
         assert not merkle_verify(leaf=leaf_hash(forged), index=index, size=len(leaves), proof=proof,
                                  root=root)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 100])
+def test_proofs_from_the_levels_equal_proofs_built_one_by_one(size):
+    from audit.merkle import merkle_levels, merkle_proof_at
+
+    leaves = [leaf_hash(str(n).encode()) for n in range(size)]
+    levels = merkle_levels(leaves)
+    assert levels[-1] == [merkle_root(leaves)]
+    assert [merkle_proof_at(levels, i) for i in range(size)] == [merkle_proof(leaves, i) for i in range(size)]
