@@ -137,3 +137,22 @@ def list_joint_product(lead: APIClient, partners: list[APIClient], datasets: lis
     published = lead.post(f"/api/products/{product['id']}/status/", {"status": "published"}, format="json")
     assert published.status_code == 200, published.content
     return published.json()
+
+
+def quote_chosen(client: APIClient, product_id: str, dataset_id: str, compute_type: str, params: dict[str, Any],
+                 *, timeout: float = 60) -> dict[str, Any]:
+    """A quote for one of the product's compute types with its parameters, once measured."""
+    asked = client.post("/api/quotes/", {"product": product_id, "dataset": dataset_id, "purpose": "risk_control",
+                                         "compute_type": compute_type, "params": params}, format="json")
+    assert asked.status_code == 201, asked.content
+    return wait_for(lambda: (body := client.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
+                    and body, timeout=timeout)
+
+
+def buy_fulfilled(client: APIClient, quote_id: str, *, timeout: float = 60) -> dict[str, Any]:
+    """Buy the quote and wait until the order is fulfilled (failing the test otherwise)."""
+    response = buy(client, quote_id)
+    assert response.status_code == 201, response.content
+    order = wait_order(client, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=timeout)
+    assert order["status"] == "fulfilled", order
+    return order

@@ -9,7 +9,7 @@ import pytest
 from compute.models import Job
 from marketplace.models import LedgerAccount, OrderGrant, OrderJob, PrivacyBudget
 from tests.conftest import node_runtime, wait_for
-from tests.marketplace.api_flow import buy, client_for, list_joint_product, result_rows, upload, wait_order
+from tests.marketplace.api_flow import buy_fulfilled, client_for, list_joint_product, quote_chosen, result_rows, upload
 from tests.marketplace.data import consumer_csv
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chain]
@@ -37,15 +37,7 @@ def test_statistics_across_three_providers_release_only_the_totals(make_party):
                                  compute_types=["joint_stats"], min_cohort=2, base_price=300, price_per_match=0)
     mine = upload(buyer, "anyone", consumer_csv(["C0001", "C0002", "C0003"]))
 
-    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
-                                        "compute_type": "joint_stats", "params": PARAMS}, format="json")
-    assert asked.status_code == 201, asked.content
-    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
-                      and body, timeout=60)
-    response = buy(buyer, quoted["id"])
-    assert response.status_code == 201, response.content
-    order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"})
-    assert order["status"] == "fulfilled", order
+    order = buy_fulfilled(buyer, quote_chosen(buyer, product["id"], mine["id"], "joint_stats", PARAMS)["id"])
 
     links = OrderJob.objects.filter(order_id=order["id"])
     assert links.count() == 3 and len({link.job_id for link in links}) == 1  # one job under the three grants
@@ -98,15 +90,7 @@ def test_cross_table_statistics_across_two_providers_release_the_totals_and_char
     # ε 40,000: the two providers' noise (scale 0.01 on a sum of values in [0, 200]) is zero but for a
     # chance below 1e-40, so the totals can be checked exactly.
     params = {"value_column": "income", "group_column": "segment", "bounds": [0, 200], "epsilon": 40_000}
-    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
-                                        "compute_type": "joint_cross_stats", "params": params}, format="json")
-    assert asked.status_code == 201, asked.content
-    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
-                      and body, timeout=60)
-    response = buy(buyer, quoted["id"])
-    assert response.status_code == 201, response.content
-    order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"})
-    assert order["status"] == "fulfilled", order
+    order = buy_fulfilled(buyer, quote_chosen(buyer, product["id"], mine["id"], "joint_cross_stats", params)["id"])
     spent = PrivacyBudget.objects.get(buyer=consumer.organisation, product_id=product["id"], kind="stats")
     assert spent.epsilon_spent == 40_000  # one joint job: one release, one charge
     truth = {}

@@ -19,9 +19,11 @@ from compute.models import Job, Node
 from tests.conftest import wait_for
 from tests.marketplace.api_flow import (
     buy,
+    buy_fulfilled,
     client_for,
     list_joint_product,
     list_product,
+    quote_chosen,
     result_rows,
     run_purchase,
     upload,
@@ -53,6 +55,17 @@ class BrokerTap:
 
     def start(self) -> None:
         self._thread.start()
+
+    def opened(self) -> tuple[list[Any], bytes]:
+        """Every node and marketplace message that crossed, opened (each verified under its sender's
+        registered key), and all the bytes that crossed: raw payloads, message bodies, sealed step payloads."""
+        envelopes = [args[0] for name, args in self.task_messages() if name in {"node.handle", "marketplace.handle"}]
+        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
+        keys[MARKETPLACE] = marketplace_public_key()
+        messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        bodies = [json.dumps(message.body).encode() for message in messages]
+        sealed = [base64.b64decode(message.body["payload"]) for message in messages if message.kind == "job.step"]
+        return messages, b"\n".join([p.encode() for p in self.payloads] + bodies + sealed)
 
     def task_messages(self) -> list[tuple[str, list[Any]]]:
         """(task name, args) of each Celery message seen, with its JSON envelope decoded."""
@@ -102,19 +115,13 @@ def test_it_runs_the_purchase_path_on_a_real_worker_and_the_broker_sees_no_raw_i
     assert proof["chain_root"] == proof["root"]
 
     if settings.CELERY_BROKER_URL.startswith("redis://"):
-        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
-        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
-        keys[MARKETPLACE] = marketplace_public_key()
-        # Every message that crossed the broker is signed by its sender's registered key.
-        opened = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
+        # Every message that crossed the broker is signed by its sender's registered key (opened() checks).
+        opened, everything = tap.opened()
         steps = [message for message in opened if message.kind == "job.step"]
         assert len(steps) >= 4  # two hand-offs between the nodes for the quote's job and the order's
         assert {message.kind for message in opened} >= {"job.start", "job.progress", "job.succeeded",
                                                         "table.import", "table.imported", "grant.write",
                                                         "chain.written", "result.export", "result.sealed"}
-        bodies = [json.dumps(message.body).encode() for message in opened]
-        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
-        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
         for value in provider_ids + consumer_ids:
             assert value.encode() not in everything
 
@@ -181,14 +188,7 @@ def test_a_private_lookup_on_a_real_worker_sends_no_raw_id_or_value_through_the_
     assert sorted(opened["rows"]) == truth
 
     if settings.CELERY_BROKER_URL.startswith("redis://"):
-        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
-        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
-        keys[MARKETPLACE] = marketplace_public_key()
-        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
-        steps = [message for message in opened_messages if message.kind == "job.step"]
-        bodies = [json.dumps(message.body).encode() for message in opened_messages]
-        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
-        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        _, everything = tap.opened()
         for value in [*provider_ids, *consumer_ids, *incomes.values()]:
             assert value.encode() not in everything
 
@@ -211,14 +211,8 @@ def test_cross_table_statistics_on_a_real_worker_send_no_raw_id_value_or_group_t
     mine = upload(buyer, "segments", mine_data, timeout=120)
 
     params = {"value_column": "income", "group_column": "segment", "bounds": [0, 5000], "decimals": 2}
-    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
-                                        "compute_type": "cross_stats", "params": params}, format="json")
-    assert asked.status_code == 201, asked.content
-    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
-                      and body, timeout=120)
-    response = buy(buyer, quoted["id"])
-    order = wait_order(buyer, response.json()["id"], {"fulfilled", "refunded", "failed"}, timeout=120)
-    assert order["status"] == "fulfilled", order
+    quoted = quote_chosen(buyer, product["id"], mine["id"], "cross_stats", params, timeout=120)
+    order = buy_fulfilled(buyer, quoted["id"], timeout=120)
     opened = result_rows(buyer, order["id"], timeout=120).opened
     truth = {}
     for label in sorted(set(segments.values())):
@@ -227,15 +221,8 @@ def test_cross_table_statistics_on_a_real_worker_send_no_raw_id_value_or_group_t
     assert {row[0]: row[:3] for row in opened["rows"]} == truth
 
     if settings.CELERY_BROKER_URL.startswith("redis://"):
-        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
-        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
-        keys[MARKETPLACE] = marketplace_public_key()
-        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
-        steps = [message for message in opened_messages if message.kind == "job.step"]
-        assert {message.body.get("step") for message in steps} >= {2, 3, 4, 5}
-        bodies = [json.dumps(message.body).encode() for message in opened_messages]
-        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
-        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        messages, everything = tap.opened()
+        assert {message.body.get("step") for message in messages if message.kind == "job.step"} >= {2, 3, 4, 5}
         for value in [*provider_ids, *consumer_ids, *incomes.values(), *set(segments.values())]:
             assert value.encode() not in everything, value
 
@@ -260,13 +247,8 @@ def test_cross_table_statistics_across_two_providers_on_a_real_worker_send_nothi
     mine = upload(buyer, "segments", ("customer_id,segment\n" + "".join(f"{k},{s}\n" for k, s in segments.items())
                                       ).encode(), timeout=120)
     params = {"value_column": "income", "group_column": "segment", "bounds": [0, 5000], "decimals": 2}
-    asked = buyer.post("/api/quotes/", {"product": product["id"], "dataset": mine["id"], "purpose": "risk_control",
-                                        "compute_type": "joint_cross_stats", "params": params}, format="json")
-    assert asked.status_code == 201, asked.content
-    quoted = wait_for(lambda: (body := buyer.get(f"/api/quotes/{asked.json()['id']}/").json())["status"] != "measuring"
-                      and body, timeout=120)
-    order = wait_order(buyer, buy(buyer, quoted["id"]).json()["id"], {"fulfilled", "refunded", "failed"}, timeout=120)
-    assert order["status"] == "fulfilled", order
+    quoted = quote_chosen(buyer, product["id"], mine["id"], "joint_cross_stats", params, timeout=120)
+    order = buy_fulfilled(buyer, quoted["id"], timeout=120)
     opened = result_rows(buyer, order["id"], timeout=120).opened
     truth = {}
     for label in sorted(set(segments.values())):
@@ -275,14 +257,7 @@ def test_cross_table_statistics_across_two_providers_on_a_real_worker_send_nothi
     assert {row[0]: row[:3] for row in opened["rows"]} == truth
 
     if settings.CELERY_BROKER_URL.startswith("redis://"):
-        envelopes = [args[0] for name, args in tap.task_messages() if name in {"node.handle", "marketplace.handle"}]
-        keys = {node.slug: bytes.fromhex(node.signing_public_key) for node in Node.objects.all()}
-        keys[MARKETPLACE] = marketplace_public_key()
-        opened_messages = [envelope_open(doc, recipient=doc["recipient"], signer_key=keys.get) for doc in envelopes]
-        steps = [message for message in opened_messages if message.kind == "job.step"]
-        assert {message.body.get("step") for message in steps} >= {2, 3, 4, 5, 6, 7}
-        bodies = [json.dumps(message.body).encode() for message in opened_messages]
-        sealed = [base64.b64decode(message.body["payload"]) for message in steps]
-        everything = b"\n".join([p.encode() for p in tap.payloads] + bodies + sealed)
+        messages, everything = tap.opened()
+        assert {message.body.get("step") for message in messages if message.kind == "job.step"} >= {2, 3, 4, 5, 6, 7}
         for value in [*values, *values.values(), *set(segments.values())]:
             assert value.encode() not in everything, value
