@@ -54,7 +54,7 @@ from compute.protocols.spec import (
     StepOutput,
     TableSchema,
 )
-from compute.protocols.stats import MAX_GROUPS, Encoding, stats_params_common
+from compute.protocols.stats import MAX_GROUPS, Encoding, stats_params_common, table_column
 from compute.tabular import Table
 
 MAX_BINS = 50
@@ -93,8 +93,8 @@ def local_aggregate(data: PartyData, params: Mapping[str, Any], *, min_cohort: i
     group_count, width = _slots(params)
     encoding = Encoding.from_params(params)
     edges = [float(edge) for edge in params.get("bins") or ()]
-    value_index = _column(table, str(params["value_column"]))
-    group_index = _column(table, str(params["group_column"])) if params.get("group_column") else None
+    value_index = table_column(table, str(params["value_column"]))
+    group_index = table_column(table, str(params["group_column"])) if params.get("group_column") else None
     totals = [[0] * width for _ in range(group_count)]
     seen: set[str] = set()
     for identifier, row in zip(data.ids(), table.rows, strict=True):
@@ -122,12 +122,6 @@ def local_aggregate(data: PartyData, params: Mapping[str, Any], *, min_cohort: i
             slot = [0] * width
         vector.extend(value % 2**64 for value in slot)
     return np.array(vector, dtype=np.uint64)
-
-
-def _column(table: Table, column: str) -> int:
-    if column not in table.columns or column == table.id_column:
-        raise ComputeError(f"The table has no column {column!r} to compute over.")
-    return table.columns.index(column)
 
 
 def _mask_step(inputs: StepInput) -> StepOutput:

@@ -32,7 +32,7 @@ from compute.crypto import elgamal
 from compute.crypto.secp256k1 import InvalidPoint
 from compute.exceptions import ComputeError
 from compute.protocols import stats
-from compute.protocols.spec import ParamsError, ProtocolSpec, Role, Step, StepInput, StepOutput, TableSchema
+from compute.protocols.spec import ProtocolSpec, Role, Step, StepInput, StepOutput, TableSchema
 
 _LIST = struct.Struct(">4sI")  # magic, items
 _LENGTH = struct.Struct(">I")
@@ -160,19 +160,7 @@ def _finish_step(inputs: StepInput) -> StepOutput:
 
 
 def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]) -> dict[str, Any]:
-    unknown = sorted(set(raw) - {"value_column", "group_column", "bounds", "decimals", "epsilon"})
-    if unknown:
-        raise ParamsError(f"Cross-table statistics take value_column, group_column, bounds, decimals and epsilon "
-                          f"(got {', '.join(unknown)}).")
-    params = stats.stats_params_common(raw, schemas, group_side="consumer")
-    providers = schemas.get("provider", ())
-    encoding = stats.Encoding.from_params(params)
-    if encoding.bound(sum(schema.rows for schema in providers)) + 2 * len(providers) * encoding.shift > \
-            elgamal.MAX_DLOG_BOUND:
-        raise ParamsError(f"The bounds' width times the providers' rows (plus the noise's range) exceeds "
-                          f"{elgamal.MAX_DLOG_BOUND:,}, the largest total decrypted exactly: narrow the bounds, use "
-                          "fewer decimals or a larger epsilon.")
-    return params
+    return stats.cross_params(raw, schemas, joint=True)
 
 
 SPEC = ProtocolSpec(

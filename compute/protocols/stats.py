@@ -330,7 +330,7 @@ def consumer_groups(data: PartyData, column: str | None) -> tuple[list[bytes], l
     """The consumer's distinct ids that have a group (the group of an id's first row), their group
     indexes, and the group labels in order."""
     table = data.table()
-    index = _column(table, column) if column else None
+    index = table_column(table, column) if column else None
     labels: dict[str, int] = {}
     ids: dict[str, int] = {}
     for value, row in zip(data.ids(), table.rows, strict=True):
@@ -349,7 +349,7 @@ def provider_values(data: PartyData, column: str, encoding: Encoding) -> tuple[l
     """The provider's distinct ids that have a value (the first row's), as their precomputed points, and
     the values' codes."""
     table = data.table()
-    index = _column(table, column)
+    index = table_column(table, column)
     hashed = psi_points(data)
     points, codes, seen = [], [], 0
     first: set[str] = set()
@@ -365,7 +365,8 @@ def provider_values(data: PartyData, column: str, encoding: Encoding) -> tuple[l
     return points, codes
 
 
-def _column(table: Table, column: str) -> int:
+def table_column(table: Table, column: str) -> int:
+    """The index of a non-id column of the table; ComputeError when it has none of that name."""
     if column not in table.columns or column == table.id_column:
         raise ComputeError(f"The table has no column {column!r} to compute over.")
     return table.columns.index(column)
@@ -504,16 +505,26 @@ def stats_params_common(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[T
     return params
 
 
-def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]) -> dict[str, Any]:
+def cross_params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]], *,
+                 joint: bool = False) -> dict[str, Any]:
+    """The parameters of cross-table statistics, with one provider per job or (``joint``) every provider in
+    one job, whose parts add up to one total: its largest value must still be decrypted exactly."""
     unknown = sorted(set(raw) - {"value_column", "group_column", "bounds", "decimals", "epsilon"})
     if unknown:
         raise ParamsError(f"Cross-table statistics take value_column, group_column, bounds, decimals and epsilon "
                           f"(got {', '.join(unknown)}).")
     params = stats_params_common(raw, schemas, group_side="consumer")
-    rows = max((schema.rows for schema in schemas.get("provider", ())), default=0)
-    if Encoding.from_params(params).bound(rows) > elgamal.MAX_DLOG_BOUND:
-        raise ParamsError(f"The bounds' width times the provider's {rows} rows (plus the noise's range) exceeds "
-                          f"{elgamal.MAX_DLOG_BOUND:,}, the largest sum decrypted exactly: narrow the bounds, use "
+    providers = schemas.get("provider", ())
+    encoding = Encoding.from_params(params)
+    if joint:  # every provider adds its values and its own shift to the one total
+        largest = encoding.bound(sum(schema.rows for schema in providers)) + 2 * len(providers) * encoding.shift
+        whose, what = "the providers' rows", "total"
+    else:
+        rows = max((schema.rows for schema in providers), default=0)
+        largest, whose, what = encoding.bound(rows), f"the provider's {rows} rows", "sum"
+    if largest > elgamal.MAX_DLOG_BOUND:
+        raise ParamsError(f"The bounds' width times {whose} (plus the noise's range) exceeds "
+                          f"{elgamal.MAX_DLOG_BOUND:,}, the largest {what} decrypted exactly: narrow the bounds, use "
                           "fewer decimals or a larger epsilon.")
     return params
 
@@ -540,6 +551,6 @@ SPEC = ProtocolSpec(
     releases="The buyer learns count, sum and mean of the provider's column per group of its own over the shared "
              "ids (noisy when ε is set), groups below the minimum cohort withheld; the provider learns the exact "
              "count per group and the buyer's group sizes; neither learns which ids are shared.",
-    params=_params,
+    params=cross_params,
     budgeted=True,
 )
