@@ -261,3 +261,40 @@ def test_cross_table_statistics_across_two_providers_on_a_real_worker_send_nothi
         assert {message.body.get("step") for message in messages if message.kind == "job.step"} >= {2, 3, 4, 5, 6, 7}
         for value in [*values, *values.values(), *set(segments.values())]:
             assert value.encode() not in everything, value
+
+
+def test_statistics_across_two_providers_on_a_real_worker_send_no_id_or_value_through_the_broker(
+        make_party, celery_worker_process):
+    lead, partner = make_party("prov-js-e2e0", provider=True), make_party("prov-js-e2e1", provider=True)
+    consumer = make_party("cons-js-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([party.organisation.node.queue for party in (lead, partner, consumer)])
+    tables = [{f"R{p}{n:04d}": (f"{3000 + n * 5.13 + p:.2f}", f"region-{n % 2}") for n in range(60)} for p in range(2)]
+    datasets = [upload(client_for(party.token), f"incomes {p}", ("customer_id,income,region\n" + "".join(
+        f"{key},{income},{region}\n" for key, (income, region) in rows.items())).encode(), timeout=120)["id"]
+        for p, (party, rows) in enumerate(zip((lead, partner), tables, strict=True))]
+    product = list_joint_product(client_for(lead.token), [client_for(partner.token)], datasets,
+                                 compute_types=["joint_stats"], price_per_match=0)
+    buyer = client_for(consumer.token)
+    mine = upload(buyer, "anyone", consumer_csv(["B0001", "B0002", "B0003"]), timeout=120)
+    # The groups are the buyer's public parameters (in the signed job spec); the providers' ids and values
+    # are what must not cross.
+    params = {"value_column": "income", "group_column": "region", "groups": ["region-0", "region-1"],
+              "bounds": [0, 5000], "decimals": 2}
+    order = buy_fulfilled(buyer, quote_chosen(buyer, product["id"], mine["id"], "joint_stats", params,
+                                              timeout=120)["id"], timeout=120)
+    opened = result_rows(buyer, order["id"], timeout=120).opened
+    truth = {}
+    for label in params["groups"]:
+        values = [float(income) for rows in tables for income, region in rows.values() if region == label]
+        truth[label] = [label, str(len(values)), f"{sum(values):.2f}"]
+    assert {row[0]: row[:3] for row in opened["rows"]} == truth
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        messages, everything = tap.opened()
+        assert {message.body.get("step") for message in messages if message.kind == "job.step"} >= {2, 3, 4}
+        for rows in tables:
+            for key, (income, _) in rows.items():
+                assert key.encode() not in everything and income.encode() not in everything, key
