@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Slither has its own virtualenv: it needs web3 7.x, and requirements.txt pins web3 8.
+SLITHER_VENV := .venv-slither
 TEST_ENV := VAR_DIR=$(CURDIR)/var/test \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dataxchange} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
@@ -20,6 +22,12 @@ $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(SLITHER_VENV)/.installed: requirements-slither.txt
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SLITHER_VENV)/bin/python -m pip install --quiet -r requirements-slither.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -47,9 +55,10 @@ test-fast: install ## The suite without end-to-end and browser tests
 	rm -rf var/test
 	$(TEST_ENV) $(PY) -m pytest -m "not e2e and not browser"
 
-lint: install ## ruff and mypy
+lint: install $(SLITHER_VENV)/.installed ## ruff, mypy, and slither (fails on a high or medium finding)
 	$(PY) -m ruff check .
 	$(PY) -m mypy .
+	$(SLITHER_VENV)/bin/slither contracts --config-file slither.config.json
 
 bench: install contracts ## Benchmarks; results go to docs/benchmarks.md
 	$(TEST_ENV) $(PY) -m bench
