@@ -246,6 +246,11 @@ CHAIN_OPERATOR_KEY = env(
 CHAIN_DEV_FUNDING = env_bool("CHAIN_DEV_FUNDING", True)
 CHAIN_CONFIRMATIONS = int(env("CHAIN_CONFIRMATIONS", "1"))
 CHAIN_TX_TIMEOUT = float(env("CHAIN_TX_TIMEOUT", "30"))
+# A sent write with no receipt this many seconds after the node took it is stuck: it is signed again
+# with the same nonce and fees raised by an eighth (the replacement rule of Geth, Besu and Anvil),
+# never past CHAIN_MAX_FEE_WEI per gas.
+CHAIN_REPLACE_AFTER = float(env("CHAIN_REPLACE_AFTER", "180"))
+CHAIN_MAX_FEE_WEI = int(env("CHAIN_MAX_FEE_WEI", str(500 * 10**9)))
 CONTRACTS_SOURCE_DIR = BASE_DIR / "contracts"
 CONTRACTS_BUILD_DIR = Path(env("CONTRACTS_BUILD_DIR", str(VAR_DIR / "build" / "contracts")))
 CHAIN_DEPLOYMENTS_DIR = Path(env("CHAIN_DEPLOYMENTS_DIR", str(VAR_DIR / "deployments")))

@@ -35,9 +35,12 @@ from audit.chain.transactions import (
     nonce_reserved,
     raw_send,
     receipt_events,
-    receipt_wait,
+    receipt_mined,
+    receipt_wait_any,
     revert_reason,
     transaction_build,
+    transaction_known,
+    transaction_replacement,
 )
 from audit.models import ChainAccount, ChainOutbox
 
@@ -249,23 +252,48 @@ def _sign_and_store(row: ChainOutbox) -> None:
             nonce=nonce,
             raw_tx=bytes(signed.raw_transaction),
             tx_hash=Web3.keccak(signed.raw_transaction).to_0x_hex(),
+            sent_at=None,
+            replaced_hashes=[],
             last_error="",
             updated_at=timezone.now(),
         )
 
 
+def _row_hashes(row: ChainOutbox) -> list[str]:
+    """Every signing of the row's write, newest first: the current one, then those it replaced."""
+    return [row.tx_hash, *reversed(row.replaced_hashes or [])]
+
+
 def _send_and_confirm(row: ChainOutbox) -> None:
+    at_fee_cap = False
+    if receipt_mined(_row_hashes(row)) is None:
+        if _stuck(row):
+            row, at_fee_cap = _replace(row)
+        try:
+            nonce_gap_close(account=row.account, nonce=int(row.nonce or 0))
+            raw_send(bytes(row.raw_tx or b""))
+        except ChainError as error:
+            if isinstance(error, ChainUnavailable | ChainRevert):
+                raise
+            if not transaction_known(_row_hashes(row)):
+                # The node will never mine these bytes (their nonce went to another tx): sign afresh.
+                _release(row.pk, status=ChainOutbox.Status.PENDING, raw_tx=None, tx_hash="", nonce=None,
+                         sent_at=None, replaced_hashes=[], last_error=f"re-signing: {error}"[:2000])
+                return
+            # One of the row's signings holds the nonce (a replacement refused as underpriced, or the
+            # earlier tx mined meanwhile): its receipt is what is waited for.
+        ChainOutbox.objects.filter(pk=row.pk, sent_at__isnull=True).update(sent_at=timezone.now())
     try:
-        nonce_gap_close(account=row.account, nonce=int(row.nonce or 0))
-        raw_send(bytes(row.raw_tx or b""))
-    except ChainError as error:
-        if isinstance(error, ChainUnavailable | ChainRevert):
-            raise
-        # The node will never mine these bytes (their nonce went to another tx): sign afresh.
-        _release(row.pk, status=ChainOutbox.Status.PENDING, raw_tx=None, tx_hash="", nonce=None,
-                 last_error=f"re-signing: {error}"[:2000])
-        return
-    receipt = receipt_wait(row.tx_hash)
+        receipt = receipt_wait_any(_row_hashes(row))
+    except ChainUnavailable as late:
+        if at_fee_cap:
+            raise ChainUnavailable(f"{late}; stuck with fees at CHAIN_MAX_FEE_WEI, waiting") from late
+        raise
+    mined_hash = receipt["transactionHash"].to_0x_hex()
+    if mined_hash != row.tx_hash:
+        # An earlier signing was mined, not its replacement: the row records the tx that is on chain.
+        ChainOutbox.objects.filter(pk=row.pk).update(tx_hash=mined_hash)
+        row.tx_hash = mined_hash
     if int(receipt["status"]) != 1:
         instance = deployed_contract(row.contract)
         call = {
@@ -280,9 +308,34 @@ def _send_and_confirm(row: ChainOutbox) -> None:
         # Every write of ours emits an event: none means the address held no contract (the chain was
         # reset under this database). Sign again; contract() deploys first.
         _release(row.pk, status=ChainOutbox.Status.PENDING, raw_tx=None, tx_hash="", nonce=None,
-                 last_error=f"re-signing: no {row.contract} event in {row.tx_hash}")
+                 sent_at=None, replaced_hashes=[], last_error=f"re-signing: no {row.contract} event in {row.tx_hash}")
         return
     _finish_confirmed(row, block_number=int(receipt["blockNumber"]), event=events[0])
+
+
+def _stuck(row: ChainOutbox) -> bool:
+    """Whether the node took the row's current bytes CHAIN_REPLACE_AFTER ago and has not mined them."""
+    return row.sent_at is not None and timezone.now() - row.sent_at >= timedelta(seconds=settings.CHAIN_REPLACE_AFTER)
+
+
+def _replace(row: ChainOutbox) -> tuple[ChainOutbox, bool]:
+    """Sign the row's write again with the same nonce and bumped fees, and store it before it is sent
+    (the earlier hash is kept: either may be mined); return the row and whether the fee cap stopped
+    the bump, in which case the row keeps its bytes and waits."""
+    replacement = transaction_replacement(account=row.account, raw_tx=bytes(row.raw_tx or b""),
+                                          cap=settings.CHAIN_MAX_FEE_WEI)
+    if replacement is None:
+        logger.warning("outbox %s stuck at the fee cap (%s wei); it waits", row.pk, settings.CHAIN_MAX_FEE_WEI)
+        return row, True
+    new_hash = Web3.keccak(replacement).to_0x_hex()
+    ChainOutbox.objects.filter(pk=row.pk).update(
+        raw_tx=replacement, tx_hash=new_hash, sent_at=None,
+        replaced_hashes=[*(row.replaced_hashes or []), row.tx_hash],
+        last_error=f"replaced {row.tx_hash} (no receipt after {settings.CHAIN_REPLACE_AFTER:g} s) by {new_hash}",
+    )
+    logger.info("outbox %s: %s replaced by %s with bumped fees", row.pk, row.tx_hash, new_hash)
+    row.refresh_from_db()
+    return row, False
 
 
 def _finish_confirmed(row: ChainOutbox, *, block_number: int | None, event: dict[str, Any] | None,

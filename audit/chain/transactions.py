@@ -8,12 +8,13 @@ leaves no gap.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.db import transaction
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
@@ -43,6 +44,9 @@ __all__ = [
 
 # Tip paid to the block producer; the fee cap leaves room for the base fee to double.
 PRIORITY_FEE_WEI = 10**9
+# A replacement must raise both fees by at least 10 % (Geth's and Besu's price bump; Anvil's too):
+# an eighth clears it with integer rounding to spare.
+FEE_BUMP_NUMERATOR, FEE_BUMP_DENOMINATOR = 9, 8
 # Headroom over the node's estimate: state can change a little between estimate and inclusion.
 GAS_MARGIN = 1.25
 RECEIPT_POLL_SECONDS = 0.02
@@ -77,6 +81,40 @@ def fee_fields(w3: Web3) -> dict[str, int]:
     """EIP-1559 fees passed explicitly: web3's default fee lookup costs several round trips."""
     base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
     return {"maxFeePerGas": 2 * base_fee + PRIORITY_FEE_WEI, "maxPriorityFeePerGas": PRIORITY_FEE_WEI}
+
+
+def fees_bumped(old: dict[str, int], *, current: dict[str, int], cap: int) -> dict[str, int] | None:
+    """The fees of a replacement for a tx signed with `old` fees: each raised by an eighth (rounded
+    up), and never below what the chain asks now (`current`, from fee_fields). None when the fee cap
+    would pass `cap`: the tx is left to wait rather than paid for without limit."""
+    def raised(value: int) -> int:
+        return -(-value * FEE_BUMP_NUMERATOR // FEE_BUMP_DENOMINATOR)
+
+    tip = max(raised(old["maxPriorityFeePerGas"]), current["maxPriorityFeePerGas"])
+    fee_cap = max(raised(old["maxFeePerGas"]), current["maxFeePerGas"], tip)
+    if fee_cap > cap:
+        return None
+    return {"maxFeePerGas": fee_cap, "maxPriorityFeePerGas": tip}
+
+
+def transaction_replacement(*, account: ChainAccount, raw_tx: bytes, cap: int) -> bytes | None:
+    """The same call with the same nonce as `raw_tx`, signed again with bumped fees (fees_bumped);
+    None when the cap forbids a bump. The call is not built again: its state may already include
+    the tx being replaced (a pending block), and only the fees may change."""
+    signed = TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict()
+    with rpc_guard():
+        current = fee_fields(web3_client())
+    fees = fees_bumped(
+        {"maxFeePerGas": int(signed["maxFeePerGas"]), "maxPriorityFeePerGas": int(signed["maxPriorityFeePerGas"])},
+        current=current, cap=cap,
+    )
+    if fees is None:
+        return None
+    tx = {key: signed[key] for key in ("chainId", "nonce", "to", "value", "data", "gas")}
+    tx["to"] = to_checksum_address(tx["to"])
+    tx["data"] = HexBytes(tx["data"]).to_0x_hex()
+    replaced = chain_account_signer(account).sign_transaction({**tx, **fees})
+    return bytes(replaced.raw_transaction)
 
 
 def _is_insufficient_funds(error: Exception) -> bool:
@@ -226,27 +264,59 @@ def raw_send(raw_tx: bytes) -> str:
 
 
 def receipt_wait(tx_hash: str, *, timeout: float | None = None) -> TxReceipt:
-    """The receipt once it has `settings.CHAIN_CONFIRMATIONS` confirmations; ChainUnavailable on timeout.
+    """The receipt once it has `settings.CHAIN_CONFIRMATIONS` confirmations; ChainUnavailable on timeout."""
+    return receipt_wait_any([tx_hash], timeout=timeout)
 
-    The receipt is read afresh on every poll, so one that a reorg dropped is never taken as final.
+
+def receipt_wait_any(tx_hashes: Sequence[str], *, timeout: float | None = None) -> TxReceipt:
+    """The final receipt of whichever of `tx_hashes` was mined (signings of one write with one nonce:
+    at most one can be); ChainUnavailable when none is final by the timeout.
+
+    Receipts are read afresh on every poll, so one that a reorg dropped is never taken as final.
     """
     w3 = web3_client()
     deadline = time.monotonic() + (timeout if timeout is not None else settings.CHAIN_TX_TIMEOUT)
     while True:
         with rpc_guard():
+            for tx_hash in tx_hashes:
+                receipt = _final_receipt(w3, tx_hash)
+                if receipt is not None:
+                    return receipt
+        if time.monotonic() >= deadline:
+            raise ChainUnavailable(f"no final receipt for {', '.join(tx_hashes)} yet")
+        time.sleep(RECEIPT_POLL_SECONDS)
+
+
+def receipt_mined(tx_hashes: Sequence[str]) -> TxReceipt | None:
+    """The receipt of whichever of `tx_hashes` is mined now (final or not), else None."""
+    w3 = web3_client()
+    with rpc_guard():
+        for tx_hash in tx_hashes:
             try:
                 receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
             except TransactionNotFound:
-                receipt = None
+                continue
             if receipt is not None and receipt.get("blockNumber") is not None:
-                if settings.CHAIN_CONFIRMATIONS <= 1:
-                    return receipt  # its own block is the one confirmation asked for
-                depth = int(w3.eth.block_number) - int(receipt["blockNumber"]) + 1
-                if depth >= settings.CHAIN_CONFIRMATIONS:
-                    return receipt
-        if time.monotonic() >= deadline:
-            raise ChainUnavailable(f"no final receipt for {tx_hash} yet")
-        time.sleep(RECEIPT_POLL_SECONDS)
+                return receipt
+    return None
+
+
+def transaction_known(tx_hashes: Sequence[str]) -> bool:
+    """Whether the node holds any of `tx_hashes`, in its pool or mined."""
+    return any(_transaction_seen(tx_hash) for tx_hash in tx_hashes)
+
+
+def _final_receipt(w3: Web3, tx_hash: str) -> TxReceipt | None:
+    try:
+        receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+    except TransactionNotFound:
+        return None
+    if receipt is None or receipt.get("blockNumber") is None:
+        return None
+    if settings.CHAIN_CONFIRMATIONS <= 1:
+        return receipt  # its own block is the one confirmation asked for
+    depth = int(w3.eth.block_number) - int(receipt["blockNumber"]) + 1
+    return receipt if depth >= settings.CHAIN_CONFIRMATIONS else None
 
 
 def receipt_events(receipt: TxReceipt, *, contract: str) -> list[dict[str, Any]]:

@@ -39,6 +39,11 @@ class ChainOutbox(models.Model):
     nonce = models.BigIntegerField(null=True, blank=True)
     raw_tx = models.BinaryField(null=True, blank=True)
     tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
+    # When the node first took the current bytes; a receipt late past CHAIN_REPLACE_AFTER replaces them.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Earlier signings of this write with the same nonce, replaced by a fee bump: any of them may
+    # still be the one mined, so each is looked for until one is.
+    replaced_hashes = models.JSONField(default=list, blank=True)
     block_number = models.BigIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

@@ -1,13 +1,19 @@
+import os
 import threading
+import time
 
 import pytest
 from django.db import connection, transaction
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
+from web3 import Web3
 
 from audit.chain import outbox as outbox_module
 from audit.chain.errors import ChainUnavailable
 from audit.chain.outbox import outbox_enqueue, outbox_process, outbox_sweep
 from audit.chain.registry import anchor_read, asset_owner, bytes32_hex, grant_state, owned_asset_id
 from audit.chain.signals import outbox_confirmed, outbox_failed
+from audit.chain.transactions import receipt_mined
 from audit.models import ChainAccount, ChainOutbox
 from config.celery import app as celery_app
 from tests.contracts.fixtures import *  # noqa: F403 - the chain fixtures
@@ -352,3 +358,129 @@ def test_an_anchor_dropped_by_a_reorg_is_sent_again_and_lands_once(operator, set
 
     assert row.status == ChainOutbox.Status.CONFIRMED and row.tx_hash == sent_hash  # the same tx, not a new one
     assert anchor_read(batch_id) == (root, 3)
+
+
+def _dropping_first_send(monkeypatch, dropped: list[bytes]):
+    """raw_send that loses the first bytes it is given (a node that took the tx, then dropped it from
+    its pool) and sends everything else."""
+    real_send = outbox_module.raw_send
+
+    def send(raw_tx: bytes) -> str:
+        if not dropped:
+            dropped.append(raw_tx)
+            return Web3.keccak(raw_tx).to_0x_hex()
+        return real_send(raw_tx)
+
+    monkeypatch.setattr(outbox_module, "raw_send", send)
+
+
+def _fees(raw_tx: bytes) -> tuple[int, int, int]:
+    signed = TypedTransaction.from_bytes(HexBytes(raw_tx)).as_dict()
+    return int(signed["nonce"]), int(signed["maxFeePerGas"]), int(signed["maxPriorityFeePerGas"])
+
+
+@pytest.mark.django_db
+def test_a_write_stuck_without_a_receipt_is_signed_again_with_the_same_nonce_and_higher_fees(
+        operator, settings, monkeypatch):
+    settings.CHAIN_TX_TIMEOUT, settings.CHAIN_REPLACE_AFTER = 0.3, 0.2
+    batch_id, root = fresh_batch_id(), unique_id("root")
+    row = enqueue_anchor(operator, batch_id, root)
+    dropped: list[bytes] = []
+    _dropping_first_send(monkeypatch, dropped)
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)  # taken by the node (as far as the row knows), never mined
+    row.refresh_from_db()
+    first_hash, first_raw = row.tx_hash, bytes(row.raw_tx)
+    assert row.status == ChainOutbox.Status.SENT and row.sent_at is not None and dropped == [first_raw]
+
+    time.sleep(0.25)
+    row = outbox_process(outbox_id=row.pk)
+
+    assert row.status == ChainOutbox.Status.CONFIRMED, row.last_error
+    assert row.tx_hash != first_hash and row.replaced_hashes == [first_hash]
+    nonce, fee_cap, tip = _fees(first_raw)
+    new_nonce, new_fee_cap, new_tip = _fees(bytes(row.raw_tx))
+    assert new_nonce == nonce and new_fee_cap >= fee_cap * 9 // 8 and new_tip >= tip * 9 // 8
+    assert anchor_read(batch_id) == (root, 3)
+
+
+@pytest.mark.django_db
+def test_a_replaced_write_whose_first_signing_was_mined_after_all_is_recorded_once(operator, settings, monkeypatch):
+    """The replacement never reached the node and the first tx did: the row confirms with the first tx's
+    hash and nothing is sent twice."""
+    from audit.chain.transactions import raw_send
+
+    settings.CHAIN_TX_TIMEOUT, settings.CHAIN_REPLACE_AFTER = 0.3, 0.2
+    batch_id, root = fresh_batch_id(), unique_id("root")
+    row = enqueue_anchor(operator, batch_id, root)
+    dropped: list[bytes] = []
+    _dropping_first_send(monkeypatch, dropped)
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)
+    time.sleep(0.25)
+
+    def node_down(raw_tx: bytes) -> str:
+        raise ChainUnavailable("chain node unreachable")
+
+    monkeypatch.setattr(outbox_module, "raw_send", node_down)
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)  # the replacement is signed and stored, then the node is gone
+    row.refresh_from_db()
+    first_hash = row.replaced_hashes[0]
+    assert row.status == ChainOutbox.Status.SENT and row.tx_hash != first_hash
+    raw_send(dropped[0])  # the first signing reaches the chain after all (another node's pool kept it)
+    monkeypatch.undo()
+
+    row = outbox_process(outbox_id=row.pk)
+
+    assert row.status == ChainOutbox.Status.CONFIRMED and row.tx_hash == first_hash, row.last_error
+    assert anchor_read(batch_id) == (root, 3)
+
+
+@pytest.mark.django_db
+def test_a_stuck_write_at_the_fee_cap_keeps_its_bytes_and_waits(operator, settings, monkeypatch):
+    settings.CHAIN_TX_TIMEOUT, settings.CHAIN_REPLACE_AFTER, settings.CHAIN_MAX_FEE_WEI = 0.3, 0.2, 1
+    row = enqueue_anchor(operator, fresh_batch_id(), unique_id("root"))
+    _dropping_first_send(monkeypatch, [])
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)
+    row.refresh_from_db()
+    first_hash = row.tx_hash
+    time.sleep(0.25)
+    monkeypatch.setattr(outbox_module, "raw_send", lambda raw_tx: Web3.keccak(raw_tx).to_0x_hex())
+    with pytest.raises(ChainUnavailable):
+        outbox_process(outbox_id=row.pk)
+    row.refresh_from_db()
+    assert row.status == ChainOutbox.Status.SENT and row.tx_hash == first_hash and row.replaced_hashes == []
+    assert "CHAIN_MAX_FEE_WEI" in row.last_error
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(os.environ.get("TEST_CHAIN", "ganache") != "anvil",
+                    reason="Ganache 7 mines every same-nonce tx queued while its miner is stopped, so it cannot "
+                           "hold a tx in its pool for a replacement; Anvil can (make test runs this there)")
+def test_a_replacement_takes_the_place_of_the_stuck_tx_in_the_nodes_pool(operator, settings):
+    from audit.chain.contracts import contract
+    from audit.chain.rpc import rpc_request
+
+    contract("AuditAnchor")
+    settings.CHAIN_TX_TIMEOUT, settings.CHAIN_REPLACE_AFTER = 0.3, 0.2
+    batch_id, root = fresh_batch_id(), unique_id("root")
+    row = enqueue_anchor(operator, batch_id, root)
+    rpc_request("evm_setAutomine", [False])
+    try:
+        with pytest.raises(ChainUnavailable):
+            outbox_process(outbox_id=row.pk)  # in the pool, no block comes
+        row.refresh_from_db()
+        first_hash = row.tx_hash
+        time.sleep(0.25)
+        with pytest.raises(ChainUnavailable):
+            outbox_process(outbox_id=row.pk)  # replaced in the pool by the bumped signing
+    finally:
+        rpc_request("evm_setAutomine", [True])
+    rpc_request("evm_mine", [])
+    row = outbox_process(outbox_id=row.pk)
+
+    assert row.status == ChainOutbox.Status.CONFIRMED and row.replaced_hashes == [first_hash], row.last_error
+    assert row.tx_hash != first_hash and anchor_read(batch_id) == (root, 3)
+    assert receipt_mined([first_hash]) is None  # the stuck tx left the pool: only its replacement was mined

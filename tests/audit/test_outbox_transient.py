@@ -121,8 +121,8 @@ def test_it_lets_the_sweep_take_a_row_whose_release_hit_the_same_locked_database
 
 
 def test_it_keeps_a_signed_row_when_a_time_limit_interrupts_the_receipt_wait(operator, monkeypatch):
-    monkeypatch.setattr(outbox_module, "receipt_wait",
-                        failing_once(outbox_module.receipt_wait, SoftTimeLimitExceeded()))
+    monkeypatch.setattr(outbox_module, "receipt_wait_any",
+                        failing_once(outbox_module.receipt_wait_any, SoftTimeLimitExceeded()))
     before = nonce_on_chain(operator)
     row, asset, _ = enqueue_register(operator)
 
