@@ -90,3 +90,23 @@ def test_it_runs_as_a_module_from_the_makefile():
 
     assert result.returncode == 0, result.stderr
     assert all(f"{name}:" in result.stdout for name in CONTRACT_NAMES)
+
+
+def test_the_wrapper_writes_output_past_a_pipe_buffer_whole_to_a_slow_reader(tmp_path):
+    """Slither asks for every AST at once (about 1 MB): the wrapper must not exit before stdout drains."""
+    sources = {f"contracts/{path.name}": {"content": path.read_text()}
+               for path in settings.CONTRACTS_SOURCE_DIR.glob("*.sol")}
+    request = tmp_path / "input.json"
+    request.write_text(json.dumps({"language": "Solidity", "sources": sources, "settings": {
+        "outputSelection": {"*": {"": ["ast"], "*": ["abi", "evm.bytecode"]}}}}))
+    reader = "import sys, time; time.sleep(1); sys.stdout.buffer.write(sys.stdin.buffer.read())"
+    with request.open("rb") as stdin:
+        wrapper = subprocess.Popen(["node", str(settings.SOLC_BINARY), "--standard-json"], stdin=stdin,
+                                   stdout=subprocess.PIPE, cwd=settings.BASE_DIR)
+        slow = subprocess.run([sys.executable, "-c", reader], stdin=wrapper.stdout, capture_output=True,
+                              timeout=120, check=True)
+        assert wrapper.wait(timeout=120) == 0
+
+    output = json.loads(slow.stdout)
+    assert len(slow.stdout) > 256 * 1024 and not [e for e in output.get("errors", []) if e["severity"] == "error"]
+    assert {"AuditAnchor.sol", "AccessRegistry.sol"} <= {key.rsplit("/", 1)[-1] for key in output["sources"]}
