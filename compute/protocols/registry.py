@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.protocols import aggregate, coverage, joint_cross, lookup, psi, stats
+from compute.protocols import aggregate, coverage, joint_cross, lookup, overlap, psi, stats
 from compute.protocols.spec import ProtocolSpec, TableSchema
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     spec.name: spec
     for spec in (psi.SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC, psi.CARDINALITY_SPEC,
-                 coverage.SPEC)}
+                 coverage.SPEC, overlap.SPEC)}
 
 
 class UnknownProtocol(KeyError):

@@ -98,8 +98,8 @@ def test_registry_lists_what_it_runs_and_refuses_the_rest():
     assert registry.protocol_get("psi_cardinality").grant_required is False
     with pytest.raises(registry.UnknownProtocol) as error:
         registry.protocol_get("telepathy")
-    assert ("runs coverage_dp, cross_stats, joint_cross_stats, joint_stats, lookup, psi, psi_cardinality"
-            in error.value.message)
+    assert ("runs coverage_dp, coverage_overlap, cross_stats, joint_cross_stats, joint_stats, lookup, psi, "
+            "psi_cardinality" in error.value.message)
     with pytest.raises(ParamsError, match="takes no parameters"):
         no_params({"epsilon": 1})
 
