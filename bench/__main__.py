@@ -13,7 +13,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["psi", "lookup", "stats", "aggregate", "chain", "nodes", "audit", "catalog", "purchase", "latency"]
+SECTIONS = [
+    "psi", "lookup", "stats", "aggregate", "chain", "nodes", "audit", "catalog", "purchase", "latency", "valuation",
+]
 
 
 def main() -> int:
