@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEntry
-from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list
+from audit.selectors import audit_batch_list, audit_entry_get, audit_entry_list, audit_entry_search
 from audit.services import BUNDLE_MAX_ENTRIES, audit_bundle, audit_entry_verify, audit_proof
 
 MAX_ENTRY_ID = 2**63 - 1  # ids are 64-bit; a longer number in the path is simply not found
@@ -60,24 +60,39 @@ class EntryPageOutput(serializers.Serializer):
     results = EntryOutput(many=True)
 
 
+class EntryFilterSerializer(serializers.Serializer):
+    subject = serializers.CharField(required=False, max_length=200, help_text="exactly, e.g. order:<id>")
+    action = serializers.CharField(required=False, max_length=100, help_text="exactly, e.g. order.placed")
+    product = serializers.UUIDField(required=False, help_text="entries about this product")
+    order = serializers.UUIDField(required=False, help_text="entries about this order (and its runs)")
+    organisation = serializers.SlugField(required=False, max_length=50,
+                                         help_text="entries this organisation (its slug) is a party to")
+    since = serializers.DateTimeField(required=False, help_text="recorded at or after (ISO 8601)")
+    until = serializers.DateTimeField(required=False, help_text="recorded before (ISO 8601)")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("product") and attrs.get("order"):
+            # Every entry has one subject: both at once could only match nothing.
+            raise serializers.ValidationError({"order": ["Filter by a product or by an order, not both."]})
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["The end of the range must come after its start."]})
+        return attrs
+
+
 class EntryListApi(APIView):
-    class FilterSerializer(serializers.Serializer):
-        subject = serializers.CharField(required=False, max_length=200)
-        action = serializers.CharField(required=False, max_length=100)
+    class FilterSerializer(EntryFilterSerializer):
         limit = serializers.IntegerField(required=False, min_value=1, max_value=AuditPagination.max_limit)
         offset = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(parameters=[FilterSerializer], responses=EntryPageOutput,
                    operation_id="audit_entries_list",
-                   summary="Audit entries the caller may read, newest first")
+                   summary="Audit entries the caller may read, newest first, by subject, action, product, order, "
+                           "organisation and time")
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        entries = audit_entry_list(
-            parties=visible_parties(request.user),
-            subject=filters.validated_data.get("subject"),
-            action=filters.validated_data.get("action"),
-        )
+        search = {name: value for name, value in filters.validated_data.items() if name not in {"limit", "offset"}}
+        entries = audit_entry_search(parties=visible_parties(request.user), **search)
         paginator = AuditPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(EntryOutput(page, many=True).data)

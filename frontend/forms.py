@@ -232,5 +232,29 @@ class BuyForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    subject = forms.CharField(max_length=200, required=False)
-    action = forms.CharField(max_length=100, required=False)
+    """The audit explorer's search; the same filters as GET /api/audit/entries/ (audit_entry_search)."""
+
+    DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    subject = forms.CharField(max_length=200, required=False, help_text="Exactly, e.g. organisation:acme")
+    action = forms.CharField(max_length=100, required=False, help_text="Exactly, e.g. order.placed")
+    product = forms.UUIDField(required=False, help_text="A product's id")
+    order = forms.UUIDField(required=False, help_text="An order's id")
+    organisation = forms.SlugField(max_length=50, required=False, help_text="An organisation's slug")
+    since = forms.DateTimeField(required=False, label="From", widget=DATETIME_INPUT, help_text="UTC")
+    until = forms.DateTimeField(required=False, label="To", widget=DATETIME_INPUT, help_text="UTC, not included")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("product") and cleaned.get("order"):
+            self.add_error("order", "Filter by a product or by an order, not both.")
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since >= until:
+            self.add_error("until", "The end of the range must come after its start.")
+        return cleaned
+
+    def search(self) -> dict[str, Any]:
+        """The valid filters, as audit_entry_search takes them (empty when the form is not valid)."""
+        if not self.is_valid():
+            return {}
+        return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}

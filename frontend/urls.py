@@ -32,4 +32,7 @@ urlpatterns = [
     path("audit/", audit.audit_index, name="audit"),
     path("audit/bundle/", audit.audit_bundle_download, name="audit-bundle"),
     path("audit/entries/<int:entry_id>/verify/", audit.audit_verify, name="audit-verify"),
+    path("audit/entries/<int:entry_id>/proof/", audit.audit_proof_view, name="audit-proof"),
+    path("audit/batches/", audit.audit_batches, name="audit-batches"),
+    path("audit/orders/<uuid:order_id>/grants/", audit.audit_grant_timeline, name="audit-grant-timeline"),
 ]

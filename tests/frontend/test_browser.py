@@ -13,9 +13,10 @@ import pytest
 
 from audit.chain.outbox import outbox_process
 from audit.models import ChainOutbox
-from audit.services import audit_batch_seal
+from audit.services import audit_batch_seal, audit_record
 from compute.models import TableImport
 from marketplace.models import Dataset, Order
+from tests.audit.test_verify import batch_ids_past_other_tests
 from tests.conftest import wait_for
 from tests.marketplace.data import consumer_csv, overlapping_ids, provider_csv
 
@@ -282,3 +283,40 @@ def test_it_shows_why_a_csv_is_refused_in_the_browser_and_imports_nothing(
     assert "Line 3 has 1 fields" in refused.error
     assert not Dataset.objects.filter(organisation=provider.organisation).exists()
     assert not Dataset.objects.filter(id=refused.id).exists()
+
+
+def test_it_verifies_an_audit_entry_in_the_browser_itself_against_the_root_on_chain(
+    browser, live_server, make_party, screenshot_dir
+):
+    batch_ids_past_other_tests()
+    party = make_party("web-b-check", provider=False)
+    audit_record(actor=f"user:{party.user.username}", action="test.checked", subject="test:browser-check",
+                 parties=[party.organisation.slug], payload={"note": "checked in the browser"})
+    batch = audit_batch_seal()
+    anchored = ChainOutbox.Status.CONFIRMED
+    wait_for(lambda: outbox_process(outbox_id=batch.outbox_id).status == anchored, timeout=60)
+    base = live_server.url
+
+    # The entry: re-hashed with WebCrypto in the page, its path followed to the root that this browser reads
+    # from the chain itself (eth_call of rootOf); the server's verdict beside it.
+    page = sign_in(browser, base, party.user.username)
+    page.goto(f"{base}/audit/?subject=test:browser-check")
+    row = page.locator(".audit-table tbody tr")
+    expect(row).to_have_count(1)
+    row.locator("button:has-text('Check in this browser')").click()
+    checked = row.locator(".browser-verification")
+    expect(checked).to_have_attribute("data-browser-status", "verified")
+    expect(checked).to_contain_text("Verified in this browser against the root on chain")
+    row.locator("button:has-text('Verify')").click()
+    expect(row.locator(".verification")).to_have_attribute("data-status", "verified")
+    row.locator("details.proof summary").click()
+    expect(row.locator("[data-proof=root]")).to_have_text(batch.root)
+    page.screenshot(path=str(screenshot_dir / "web-audit-browser-check.png"), full_page=True)
+
+    # Anyone, signed in or not, reads a batch's root on chain from the public batches page.
+    public = browser.new_context().new_page()
+    public.set_default_timeout(LIVE_TIMEOUT_MS)
+    public.goto(f"{base}/audit/batches/")
+    batch_row = public.locator(f"tr[data-batch='{batch.id}']")
+    batch_row.locator("button:has-text('Read root on chain')").click()
+    expect(batch_row.locator(".browser-verification")).to_have_attribute("data-browser-status", "verified")
