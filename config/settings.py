@@ -238,6 +238,9 @@ CELERY_BEAT_SCHEDULE = {
 CHAIN_RPC_URL = env("CHAIN_RPC_URL", "http://127.0.0.1:8545")
 # The chain id this deployment writes to; every process refuses an endpoint of another chain. Empty: any.
 CHAIN_ID = int(env("CHAIN_ID", "0")) or None
+# The endpoint a reader's browser queries to check audit roots on its own (the explorer's in-page check); it
+# must allow the site's origin (CORS). Empty: the one above.
+CHAIN_PUBLIC_RPC_URL = env("CHAIN_PUBLIC_RPC_URL", "")
 CHAIN_RPC_TIMEOUT = float(env("CHAIN_RPC_TIMEOUT", "5"))  # seconds per JSON-RPC call: a silent chain fails reads fast
 # Ganache's first deterministic account: the platform operator on the dev chain (deploys, anchors).
 CHAIN_OPERATOR_KEY = env(

@@ -170,6 +170,8 @@ class AuditEntry(models.Model):
             models.Index(
                 fields=["seq"], condition=models.Q(batch__isnull=True), name="audit_entry_unbatched"
             ),
+            # The explorer's time range (from/to), and its usage chart per day.
+            models.Index(fields=["created_at"], name="audit_entry_created"),
         ]
 
     def __str__(self) -> str:

@@ -51,7 +51,7 @@ CHAIN_UNREACHABLE = "The chain cannot be reached right now: its side is not show
 
 def public_rpc_url() -> str:
     """The JSON-RPC endpoint browsers read the chain from (the server's own may not be reachable from outside)."""
-    return str(getattr(settings, "CHAIN_PUBLIC_RPC_URL", settings.CHAIN_RPC_URL))
+    return str(settings.CHAIN_PUBLIC_RPC_URL or settings.CHAIN_RPC_URL)
 
 
 def _browser_chain(anchor: str | None = None) -> dict[str, Any]:
