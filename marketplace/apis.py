@@ -38,7 +38,7 @@ from marketplace.services.orders import (
     order_result_latest,
     order_result_request,
 )
-from marketplace.services.quotes import quote_request
+from marketplace.services.quotes import quote_delivers, quote_release_refusal, quote_request
 
 
 def _actor(request: Request) -> str:
@@ -108,12 +108,21 @@ class MeasurementOutput(serializers.Serializer):
 
 class QuoteOutput(serializers.ModelSerializer):
     measurements = MeasurementOutput(many=True)
+    delivers = serializers.SerializerMethodField(help_text="What buying the quote releases to you, and what not.")
+    refusal = serializers.SerializerMethodField(
+        help_text="Why the quote cannot be bought (it would release nothing); empty when it can.")
 
     class Meta:
         model = Quote
         fields = ["id", "product", "buyer_dataset", "purpose", "compute_type", "params", "status", "coverage",
-                  "breakdown", "shares",
-                  "price", "error", "valid_until", "measurements", "created_at"]
+                  "breakdown", "shares", "pricing_inputs",
+                  "price", "error", "valid_until", "delivers", "refusal", "measurements", "created_at"]
+
+    def get_delivers(self, quote: Quote) -> str:
+        return quote_delivers(quote)
+
+    def get_refusal(self, quote: Quote) -> str:
+        return quote_release_refusal(quote)
 
 
 class GrantOutput(serializers.Serializer):

@@ -1,22 +1,36 @@
 """The pricing policy: pure functions from contribution metrics to a price, its breakdown and the
 providers' shares.
 
-Each contributing dataset's value is   matched records × price per match × quality factor,
-where the quality factor runs from 0.5 (empty or fully duplicated data) to 1.0 (complete, unique data).
-price = base fee + Σ values. Providers share the price in proportion to their Shapley value in the game
-v(S) = Σ_{i∈S} value_i; the game is additive (each dataset enriches the matches it covers), so each
-provider's Shapley value is its own value — no provider is paid for another's coverage.
+One provider: its value is   matched records × price per match × quality factor,
+where the quality factor runs from 0.5 (empty or fully duplicated data) to 1.0 (complete, unique data);
+price = base fee + value.
+
+Several providers (`price_quote_joint`): the buyer pays once for each of its ids that at least one
+provider covers (a union, from the overlap histogram), and each provider's matched records are its
+Shapley value in that union-coverage game — each covered id shared equally among the providers that
+cover it, a replica of an earlier listing paid only for ids the original lacks
+(pricing/valuation/). Its value is that share × price per match × its own quality factor; the price is
+split among the providers by their values, in cents that sum exactly to the price.
+
+Every input is recorded with the quote (`*_inputs`), and `quote_recompute` prices from that record alone.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+from pricing.valuation.coverage import coverage_shapley
+from pricing.valuation.replication import replica_adjusted_histogram, replicas_detect
+from pricing.valuation.split import split_cents
 
 
 @dataclass(frozen=True)
 class PriceLine:
     label: str
     amount: int  # cents; negative for a discount
+    component: str = ""  # the contribution index's class it prices (quality, coverage, utility, market) or base
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,8 @@ class Share:
     coverage: int
     value: int
     share: int  # cents of the total, before the platform fee
+    shapley_coverage: float | None = None  # its Shapley value in the union-coverage game, in ids
+    replica_of: str = ""  # the earlier listing it copies, when it was found to be one
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,7 @@ def price_quote(
         raise ValueError("prices and counts cannot be negative")
     if not contributions:
         raise ValueError("a product has at least one contributing dataset")
-    lines = [PriceLine("Base fee", base_price)]
+    lines = [PriceLine("Base fee", base_price, "base")]
     values = []
     for item in contributions:
         if not 0 <= item.coverage <= query_size:
@@ -92,13 +108,12 @@ def price_quote(
         share = item.coverage / query_size if query_size else 0.0
         prefix = f"{item.provider}: " if len(contributions) > 1 else ""
         lines.append(PriceLine(
-            f"{prefix}coverage {item.coverage:,} of your {query_size:,} ids ({share:.1%}) × {price_per_match}¢", raw
-        ))
+            f"{prefix}coverage {item.coverage:,} of your {query_size:,} ids ({share:.1%}) × {price_per_match}¢", raw,
+            "coverage"))
         lines.append(PriceLine(
             f"{prefix}quality factor ×{factor:.3f} (completeness {item.completeness:.1%}, "
             f"uniqueness {item.uniqueness:.1%})",
-            value - raw,
-        ))
+            value - raw, "quality"))
     total = base_price + sum(values)
     parts = split_proportionally(total, values)
     shares = tuple(
@@ -106,3 +121,80 @@ def price_quote(
         for c, v, p in zip(contributions, values, parts, strict=True)
     )
     return PriceQuote(lines=tuple(lines), total=total, shares=shares)
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """A contributing dataset as the joint price reads it."""
+
+    provider: str
+    dataset: str
+    completeness: float
+    uniqueness: float
+    fingerprint: str = ""
+
+
+def histogram_by_dataset(histogram: Mapping[str, int], datasets: Sequence[str]) -> dict[frozenset[str], int]:
+    """The released histogram (cell mask → count, bit r the r-th provider of the job) keyed by dataset."""
+    keyed: dict[frozenset[str], int] = {}
+    for mask, count in histogram.items():
+        cell = int(mask)
+        if not 0 < cell < 1 << len(datasets) or count < 0:
+            raise ValueError(f"a histogram cell {mask!r} that names no provider of the job")
+        key = frozenset(datasets[r] for r in range(len(datasets)) if cell >> r & 1)
+        keyed[key] = keyed.get(key, 0) + int(count)
+    return keyed
+
+
+def price_quote_joint(
+    *, base_price: int, price_per_match: int, query_size: int, contributors: Sequence[Contributor],
+    histogram: Mapping[str, int],
+) -> PriceQuote:
+    """Price a joint product from the overlap histogram of its providers on the buyer's ids (module docstring)."""
+    if base_price < 0 or price_per_match < 0 or query_size < 0:
+        raise ValueError("prices and counts cannot be negative")
+    if not contributors:
+        raise ValueError("a product has at least one contributing dataset")
+    datasets = [c.dataset for c in contributors]
+    keyed = histogram_by_dataset(histogram, datasets)
+    union = sum(keyed.values())
+    if union > query_size:
+        raise ValueError("the overlap covers more ids than the buyer sent")
+    replicas = replicas_detect(keyed, listed=datasets, fingerprints={c.dataset: c.fingerprint for c in contributors})
+    shapley = coverage_shapley(replica_adjusted_histogram(keyed, replicas))
+    names = {c.dataset: c.provider for c in contributors}
+    lines = [PriceLine("Base fee", base_price, "base"),
+             PriceLine(f"Coverage: {union:,} of your {query_size:,} ids ({union / query_size if query_size else 0:.1%})"
+                       " held by at least one provider, each paid for once", 0, "coverage")]
+    values: list[int] = []
+    for item in contributors:
+        share_ids = shapley.get(item.dataset, Fraction(0))
+        factor = Fraction(quality_factor(completeness=item.completeness, uniqueness=item.uniqueness))
+        raw, value = round(share_ids * price_per_match), round(share_ids * price_per_match * factor)
+        values.append(value)
+        covered = sum(count for cell, count in keyed.items() if item.dataset in cell)
+        note = (f", a copy of {names[replicas[item.dataset]]}'s listing: paid only for ids it adds"
+                if item.dataset in replicas else "")
+        lines.append(PriceLine(f"{item.provider}: covers {covered:,}; its share of the covered ids "
+                               f"{float(share_ids):,.1f}{note} × {price_per_match}¢", raw, "coverage"))
+        lines.append(PriceLine(f"{item.provider}: quality factor ×{float(factor):.3f} (completeness "
+                               f"{item.completeness:.1%}, uniqueness {item.uniqueness:.1%})", value - raw, "quality"))
+    total = base_price + sum(values)
+    parts = split_cents(total, values)
+    shares = tuple(
+        Share(provider=c.provider, dataset=c.dataset, value=v, share=p, shapley_coverage=round(float(
+            shapley.get(c.dataset, 0)), 3), replica_of=replicas.get(c.dataset, ""),
+              coverage=sum(count for cell, count in keyed.items() if c.dataset in cell))
+        for c, v, p in zip(contributors, values, parts, strict=True)
+    )
+    return PriceQuote(lines=tuple(lines), total=total, shares=shares)
+
+
+def quote_recompute(inputs: Mapping[str, Any]) -> PriceQuote:
+    """A quote's price from the inputs it recorded (`pricing.services`), to the cent."""
+    common = {"base_price": int(inputs["base_price"]), "price_per_match": int(inputs["price_per_match"]),
+              "query_size": int(inputs["query_size"])}
+    if inputs.get("method") == "union":
+        return price_quote_joint(**common, contributors=[Contributor(**c) for c in inputs["contributors"]],
+                                 histogram={str(k): int(v) for k, v in inputs["histogram"].items()})
+    return price_quote(**common, contributions=[ContributionMetrics(**c) for c in inputs["contributions"]])

@@ -227,4 +227,5 @@ SPEC = ProtocolSpec(
              "totals only (noisy when ε is set); no node and not the operator learns any one provider's numbers.",
     params=_params,
     budgeted=True,
+    over_buyer_ids=False,
 )

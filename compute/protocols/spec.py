@@ -142,6 +142,9 @@ class ProtocolSpec:
     buyer_role: str = "consumer"  # the buyer's node: grants are issued to it; its query set meets the cohort
     sold: bool = True  # offered as a product's compute type (a quote-only protocol is not)
     budgeted: bool = False  # its "epsilon" parameter is privacy loss, charged to the buyer's budget on the product
+    # What it releases is about the buyer's ids the providers hold: a quote covering none of them (fewer than the
+    # cohort) would sell nothing, and cannot be bought. False where the result is over the providers' records.
+    over_buyer_ids: bool = True
 
     def role(self, name: str) -> Role:
         for role in self.roles:

@@ -17,6 +17,7 @@ from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Organisation, Quote
 from marketplace.selectors import quote_get
 from marketplace.services.orders import order_place
+from marketplace.services.quotes import quote_delivers, quote_release_refusal
 
 
 def _quote(organisation: Organisation, quote_id: UUID) -> Quote:
@@ -44,6 +45,9 @@ def _shares(quote: Quote, measurements: list[dict[str, Any]]) -> list[dict[str, 
             "provider": known["provider"].name if known else share.get("provider"),
             "dataset": known["dataset"].name if known else "",
             "coverage": share.get("coverage"),
+            "shapley_coverage": share.get("shapley_coverage"),
+            "replica_of": (datasets[original]["dataset"].name if (original := str(share.get("replica_of") or ""))
+                           in datasets else original),
             "value": share.get("value"),
             "share": share.get("share"),
             "fraction": (int(share.get("share") or 0) / quote.price) if quote.price else None,
@@ -57,6 +61,8 @@ def _context(quote: Quote, form: BuyForm | None = None) -> dict:
         "quote": quote,
         "measurements": measurements,
         "shares": _shares(quote, measurements),
+        "delivers": quote_delivers(quote),
+        "refusal": quote_release_refusal(quote),
         # A fresh key per rendering: a double click posts the same key twice and buys once.
         "buy_form": form or BuyForm(initial={"idempotency_key": str(uuid.uuid4())}),
     }

@@ -27,6 +27,9 @@ class Quote(models.Model):
     coverage = models.PositiveIntegerField(null=True, blank=True)
     breakdown = models.JSONField(default=list, blank=True)
     shares = models.JSONField(default=list, blank=True, help_text="Each provider's contribution and share.")
+    pricing_inputs = models.JSONField(default=dict, blank=True,
+                                      help_text="Every input of the price: pricing.policy.quote_recompute "
+                                                "prices from it alone; its digest is in the audit log.")
     price = models.PositiveIntegerField(null=True, blank=True, help_text="Total, in cents.")
     error = models.TextField(blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
@@ -40,11 +43,12 @@ class Quote(models.Model):
 
 
 class QuoteMeasurement(models.Model):
-    """The private coverage measurement of one contributing dataset for a quote."""
+    """A contributing dataset of a quote and the private coverage job that measured it: one job per quote,
+    over all the product's providers (their overlap), so the contributions of a quote share it."""
 
     quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="measurements")
     contribution = models.ForeignKey("marketplace.ProductDataset", on_delete=models.PROTECT, related_name="+")
-    job = models.OneToOneField("compute.Job", on_delete=models.PROTECT, related_name="quote_measurement")
+    job = models.ForeignKey("compute.Job", on_delete=models.PROTECT, related_name="quote_measurements")
 
     class Meta:
         ordering = ["id"]

@@ -40,6 +40,7 @@ from marketplace.models import (
 )
 from marketplace.services.ledger import ledger_account, ledger_post
 from marketplace.services.privacy import privacy_charge, privacy_refund, statistics_spend
+from marketplace.services.quotes import quote_release_refusal
 
 
 def order_parties(order: Order) -> list[str]:
@@ -106,6 +107,9 @@ def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, d
         raise ApplicationError("The quote has expired; ask for a new one.", {"field": "quote"})
     if Order.objects.filter(quote=quote).exists():
         raise Conflict("This quote has already been bought.", {"field": "quote"})
+    refusal = quote_release_refusal(quote)
+    if refusal:
+        raise ApplicationError(refusal, {"field": "quote", "code": "releases_nothing"})
     product = quote.product
     if product.status != Product.Status.PUBLISHED:
         raise ApplicationError("The product is not on sale.")

@@ -1,7 +1,10 @@
-"""Quotes: each contributing dataset's coverage of the buyer's ids, measured by private set
-intersection cardinality between the nodes, then the pricing policy (price, breakdown, shares)."""
+"""Quotes: the contributing datasets' coverage of the buyer's ids, measured privately between the nodes (one
+provider's noisy count, or the noisy overlap histogram of several), then the pricing policy (price,
+breakdown, shares), with every input recorded so that the price can be recomputed."""
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,7 +28,7 @@ from marketplace.services.privacy import (
     privacy_refund,
     statistics_spend,
 )
-from pricing.services import coverage_measure_start, quote_price_from_jobs
+from pricing.services import coverage_measure_start, quote_price_from_job
 
 
 def _parties(quote: Quote) -> list[str]:
@@ -99,21 +102,52 @@ def quote_request(
     # Charged before any job starts; a quote refused here leaves nothing behind (one transaction).
     privacy_charge(buyer=buyer, product=product, kind=PrivacyBudget.Kind.QUOTE, epsilon=settings.QUOTE_EPSILON,
                    subject=f"quote:{quote.id}", actor=actor)
-    for contribution in product.contributions.select_related("dataset__table"):
-        try:
-            job = coverage_measure_start(
-                consumer_table=dataset.table, provider_table=contribution.dataset.table, actor=actor,
-                min_cohort=product.min_cohort, id_rule=product.id_rule,
-            )
-        except ComputeError as exc:
-            raise ApplicationError(exc.message, {"field": "dataset"}) from exc
-        QuoteMeasurement.objects.create(quote=quote, contribution=contribution, job=job)
+    contributions = list(product.contributions.select_related("dataset__table"))
+    try:
+        job = coverage_measure_start(
+            consumer_table=dataset.table, provider_tables=[c.dataset.table for c in contributions], actor=actor,
+            min_cohort=product.min_cohort, id_rule=product.id_rule,
+        )
+    except ComputeError as exc:
+        raise ApplicationError(exc.message, {"field": "dataset"}) from exc
+    QuoteMeasurement.objects.bulk_create(
+        [QuoteMeasurement(quote=quote, contribution=contribution, job=job) for contribution in contributions])
     audit_record(
         actor=actor, action="quote.requested", subject=f"quote:{quote.id}",
-        payload={"product": str(product.id), "jobs": [str(m.job_id) for m in quote.measurements.all()]},
+        payload={"product": str(product.id), "job": str(job.id)},
         parties=_parties(quote),
     )
     return quote
+
+
+def quote_release_refusal(quote: Quote) -> str:
+    """Why buying this ready quote would release nothing ("" when it would release something): its protocol
+    answers about the buyer's ids the providers hold, and the quote covers fewer than the product's cohort."""
+    try:
+        spec = protocol_get(quote.compute_type)
+    except UnknownProtocol:
+        return f"This product no longer runs {quote.compute_type!r}; ask for a new quote."
+    needed = max(quote.product.min_cohort, 1)
+    if quote.status != Quote.Status.READY or not spec.over_buyer_ids or (quote.coverage or 0) >= needed:
+        return ""
+    if not quote.coverage:
+        return ("This quote covers none of your ids, so buying it would release nothing; try another of your "
+                "datasets or another product.")
+    return (f"This quote covers about {quote.coverage} of your ids, fewer than the {needed} this product releases "
+            "anything for, so buying it would release nothing.")
+
+
+def quote_delivers(quote: Quote) -> str:
+    """What the buyer gets if it buys the quote, and what it does not, in one line."""
+    try:
+        return protocol_get(quote.compute_type).releases
+    except UnknownProtocol:
+        return ""
+
+
+def pricing_inputs_digest(inputs: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a quote's pricing inputs (sorted keys, no spaces), as audited."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @transaction.atomic
@@ -122,32 +156,41 @@ def quote_finalize(*, quote_id: str) -> Quote:
     quote = Quote.objects.select_for_update(of=("self",)).select_related("product", "buyer").get(id=quote_id)
     if quote.status != Quote.Status.MEASURING:
         return quote
-    measurements = list(quote.measurements.select_related("job", "contribution__dataset__organisation")
+    measurements = list(quote.measurements.select_related("job", "contribution__dataset__organisation",
+                                                          "contribution__dataset__table")
                         .prefetch_related("job__parties__table"))
-    failed = [m.job for m in measurements if m.job.status == Job.Status.FAILED]
-    if failed:
+    jobs = {m.job_id: m.job for m in measurements}
+    if any(job.status == Job.Status.FAILED for job in jobs.values()):
         quote.status = Quote.Status.FAILED
-        quote.error = failed[0].error
+        quote.error = next(job.error for job in jobs.values() if job.status == Job.Status.FAILED)
         privacy_refund(subject=f"quote:{quote.id}")
-    elif all(m.job.status == Job.Status.SUCCEEDED for m in measurements):
-        priced = quote_price_from_jobs(
-            jobs=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id), m.job)
-                  for m in measurements],
+    elif len(jobs) != 1:  # measured before one job covered all the providers: the quote is asked again
+        quote.status = Quote.Status.FAILED
+        quote.error = "This quote was measured by an earlier version of the marketplace; ask for a new quote."
+        privacy_refund(subject=f"quote:{quote.id}")
+    elif all(job.status == Job.Status.SUCCEEDED for job in jobs.values()):
+        job = next(iter(jobs.values()))
+        priced, inputs = quote_price_from_job(
+            job=job,
+            contributions=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id),
+                            m.contribution.dataset.table) for m in measurements],
             base_price=quote.product.base_price,
             price_per_match=quote.product.price_per_match,
         )
         quote.status = Quote.Status.READY
-        quote.coverage = sum(m.job.result_cardinality or 0 for m in measurements)
+        quote.coverage = job.result_cardinality or 0
         quote.breakdown = priced.as_breakdown()
         quote.shares = priced.as_shares()
         quote.price = priced.total
+        quote.pricing_inputs = inputs
         quote.valid_until = timezone.now() + timedelta(seconds=settings.QUOTE_VALIDITY_SECONDS)
     else:
         return quote
     quote.save()
     audit_record(
         actor="system", action=f"quote.{quote.status}", subject=f"quote:{quote.id}",
-        payload={"price": quote.price, "coverage": quote.coverage, "error": quote.error},
+        payload={"price": quote.price, "coverage": quote.coverage, "error": quote.error,
+                 "inputs_sha256": pricing_inputs_digest(quote.pricing_inputs) if quote.pricing_inputs else ""},
         parties=_parties(quote),
     )
     return quote

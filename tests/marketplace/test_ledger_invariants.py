@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from compute.jobs.services import job_fail
 from compute.models import Job
-from marketplace.exceptions import Conflict, InsufficientFunds
+from marketplace.exceptions import ApplicationError, Conflict, InsufficientFunds
 from marketplace.models import LedgerAccount, LedgerEntry, Order, OrderGrant, OrderJob, Organisation, Quote
 from marketplace.services.catalog import (
     product_contribute,
@@ -140,15 +140,18 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- quote and buy ---------------------------------------------------------------------------
 
     @rule(consumer=st.integers(0, 1), product=st.integers(0, 1),
-          coverages=st.lists(st.integers(0, QUERY_SIZE), min_size=2, max_size=2), confirmed=st.booleans())
-    def buy(self, consumer: int, product: int, coverages: list[int], confirmed: bool) -> None:
+          cells=st.lists(st.integers(0, QUERY_SIZE // 3), min_size=3, max_size=3), confirmed=st.booleans())
+    def buy(self, consumer: int, product: int, cells: list[int], confirmed: bool) -> None:
         organisation, dataset = self.world["consumers"][consumer]
         quote = quote_request(buyer=organisation, product_id=str(self.world["products"][product].id),
                               dataset_id=str(dataset.id), purpose="risk_control", actor="test")
-        for measurement, coverage in zip(quote.measurements.all(), coverages, strict=False):
-            # the compute layer's outcome of the PSI-cardinality job, drawn instead of run
-            Job.objects.filter(id=measurement.job_id).update(
-                status=Job.Status.SUCCEEDED, step=3, result_cardinality=coverage, finished_at=timezone.now())
+        # the compute layer's outcome of the quote's coverage job, drawn instead of run: one provider's count,
+        # or for the joint product the histogram of which providers cover the buyer's ids (cells 1, 2 and 3)
+        histogram = {str(cell): count for cell, count in enumerate(cells, start=1) if count}
+        covered = cells[0] if product == 0 else sum(cells)
+        Job.objects.filter(id=quote.measurements.first().job_id).update(
+            status=Job.Status.SUCCEEDED, step=3, result_cardinality=covered, finished_at=timezone.now(),
+            result={} if product == 0 else {"histogram": histogram, "providers": 2, "cardinality": covered})
         quote = quote_finalize(quote_id=str(quote.id))
         assert quote.status == Quote.Status.READY and quote.price == sum(s["share"] for s in quote.shares)
         self.quotes.append(str(quote.id))
@@ -159,6 +162,10 @@ class LedgerMachine(RuleBasedStateMachine):
                                          actor="test")
         except InsufficientFunds:
             assert before < quote.price
+            assert not Order.objects.filter(quote=quote).exists() and self._balance(organisation) == before
+            return
+        except ApplicationError:  # a quote covering fewer ids than the cohort releases nothing: not for sale
+            assert covered < max(quote.product.min_cohort, 1)
             assert not Order.objects.filter(quote=quote).exists() and self._balance(organisation) == before
             return
         assert created and self._balance(organisation) == before - quote.price
@@ -174,7 +181,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def buy_a_quote_again(self, data: st.DataObject) -> None:
         quote = Quote.objects.select_related("buyer").get(id=data.draw(st.sampled_from(self.quotes)))
         before = self._balance(quote.buyer)
-        with pytest.raises((Conflict, InsufficientFunds)):
+        with pytest.raises((Conflict, InsufficientFunds, ApplicationError)):  # bought, too dear or empty
             order_place(buyer=quote.buyer, quote_id=str(quote.id), idempotency_key=str(uuid.uuid4()), actor="test")
         assert self._balance(quote.buyer) == before
 

@@ -73,3 +73,24 @@ def test_the_penalty_leaves_unrelated_players_alone_and_checks_its_inputs():
         similarity_penalised(phi, np.eye(2))
     with pytest.raises(ValueError, match="symmetric"):
         similarity_penalised(phi, np.array([[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]))
+
+
+def test_a_joint_price_splits_in_cents_that_add_up_and_recomputes_from_its_record():
+    from pricing.policy import Contributor, price_quote_joint, quote_recompute
+
+    contributors = [Contributor("lead", "d1", 1.0, 1.0, "f1"), Contributor("partner", "d2", 0.5, 1.0, "f2"),
+                    Contributor("copier", "d3", 1.0, 1.0, "f1")]
+    histogram = {"5": 20, "7": 20, "2": 20}  # {d1, d3}, {d1, d2, d3}, {d2}
+
+    priced = price_quote_joint(base_price=333, price_per_match=7, query_size=80, contributors=contributors,
+                               histogram=histogram)
+
+    assert [share.shapley_coverage for share in priced.shares] == [30.0, 30.0, 0.0]
+    assert sum(share.share for share in priced.shares) == priced.total == 333 + 210 + round(210 * 0.75)
+    assert sum(line.amount for line in priced.lines) == priced.total
+    inputs = {"method": "union", "base_price": 333, "price_per_match": 7, "query_size": 80, "histogram": histogram,
+              "contributors": [c.__dict__ for c in contributors]}
+    assert quote_recompute(inputs) == priced
+    with pytest.raises(ValueError, match="names no provider"):
+        price_quote_joint(base_price=0, price_per_match=1, query_size=80, contributors=contributors,
+                          histogram={"8": 1})
