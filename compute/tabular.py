@@ -3,13 +3,16 @@ the fingerprint (Merkle root of row digests). No Django, no I/O."""
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import io
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from audit.merkle import leaf_hash, merkle_root
 from compute.exceptions import DataImportError
+from compute.quality import table_quality_measure
 
 MAX_COLUMNS = 200
 MAX_CELL_CHARS = 4096
@@ -115,15 +118,12 @@ def table_schema(table: Table) -> list[dict[str, str]]:
     return schema
 
 
-def table_quality(table: Table) -> dict[str, float]:
-    """Completeness (share of non-empty cells) and uniqueness (share of distinct ids)."""
-    cells = len(table.rows) * len(table.columns)
-    filled = sum(1 for row in table.rows for cell in row if cell)
-    ids = table.ids()
-    return {
-        "completeness": round(filled / cells, 6),
-        "uniqueness": round(len(set(ids)) / len(ids), 6),
-    }
+def table_quality(table: Table, *, today: datetime.date | None = None) -> dict[str, Any]:
+    """The table's quality class (``compute/quality.py`` defines each measure): completeness, uniqueness,
+    validity, consistency, freshness and one entry per column. ``today`` is the import date (UTC by default)."""
+    return table_quality_measure(
+        table.columns, table.rows, id_index=table.id_index, today=today or datetime.datetime.now(datetime.UTC).date()
+    )
 
 
 def row_digest(row: list[str]) -> bytes:

@@ -45,10 +45,19 @@ def _actor(request: Request) -> str:
     return f"user:{request.user.get_username()}"
 
 
+QUALITY_HELP = (
+    "The quality class the provider's node measured at import (compute/quality.py): completeness (filled "
+    "cells), uniqueness (distinct ids), validity (values that fit their column's type), consistency (ids whose "
+    "rows do not disagree), freshness (0.5 ** (age_days / 365), null without a date column) and age_days, all "
+    "scores in [0, 1]; columns: [{name, type (integer|number|date|text), completeness, validity, distinct, "
+    "and for dates newest (YYYY-MM) and age_days}]. Tables imported earlier have only completeness and uniqueness."
+)
+
+
 class TableOutput(serializers.Serializer):
     row_count = serializers.IntegerField()
     columns = serializers.JSONField()
-    quality = serializers.JSONField()
+    quality = serializers.JSONField(help_text=QUALITY_HELP)
     fingerprint = serializers.CharField()
 
 
@@ -83,7 +92,7 @@ class ContributionOutput(serializers.Serializer):
     provider = serializers.CharField(source="dataset.organisation.slug")
     row_count = serializers.IntegerField(source="dataset.table.row_count")
     columns = serializers.JSONField(source="dataset.table.columns")
-    quality = serializers.JSONField(source="dataset.table.quality")
+    quality = serializers.JSONField(source="dataset.table.quality", help_text=QUALITY_HELP)
     fingerprint = serializers.CharField(source="dataset.table.fingerprint")
 
 

@@ -3,6 +3,7 @@ and export to the node's operator or sealed to a buyer's key. Only metadata ever
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import uuid
@@ -25,15 +26,17 @@ def _object(table_id: str) -> str:
     return f"table-{table_id}"
 
 
-def table_meta(table: Table, *, table_id: str, name: str) -> dict[str, Any]:
-    """What the marketplace may know of a table: schema, size, quality, fingerprint."""
+def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date | None = None) -> dict[str, Any]:
+    """What the marketplace may know of a table: schema, size, quality (measured here, on the import date
+    ``today``, UTC by default; ``compute/quality.py``), fingerprint."""
+    today = today or datetime.datetime.now(datetime.UTC).date()
     return {
         "id": table_id,
         "name": name,
         "id_column": table.id_column,
         "columns": table_schema(table) if table.rows else [{"name": c, "type": "text"} for c in table.columns],
         "row_count": len(table.rows),
-        "quality": table_quality(table) if table.rows else {},
+        "quality": table_quality(table, today=today) if table.rows else {},
         "fingerprint": table_fingerprint(table),
     }
 

@@ -23,6 +23,8 @@ from marketplace.selectors import catalog_providers, dataset_list, product_get, 
 from marketplace.services.quotes import quote_request
 
 CATALOG_PAGE_SIZE = 12
+# The table-level scores of a dataset's quality class (compute/quality.py), in the order pages show them.
+QUALITY_MEASURES = ("completeness", "uniqueness", "validity", "consistency", "freshness")
 CATALOG_FILTERS = ("q", "category", "tag", "compute_type", "provider", "price_min", "price_max", "ordering")
 ORDERING_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "price": "Price: low to high",
                    "-price": "Price: high to low", "title": "Title A–Z"}
@@ -104,9 +106,10 @@ def _contributions(product: Product) -> list[dict[str, Any]]:
     for contribution in product.contributions.all():
         dataset = contribution.dataset
         table = dataset.table
+        # Tables imported before validity, consistency and freshness were measured lack them: None ("—").
         rows.append({
             "dataset": dataset, "provider": dataset.organisation, "table": table,
-            "completeness": table.quality.get("completeness"), "uniqueness": table.quality.get("uniqueness"),
+            **{measure: table.quality.get(measure) for measure in QUALITY_MEASURES},
         })
     return rows
 
@@ -117,8 +120,8 @@ def _product_page(
     contributions = _contributions(product)
     providers = {row["provider"].id for row in contributions}
     chart = [
-        {"label": f"{row['dataset'].name} ({row['provider'].name})", "completeness": row["completeness"],
-         "uniqueness": row["uniqueness"]}
+        {"label": f"{row['dataset'].name} ({row['provider'].name})",
+         **{measure: row[measure] for measure in QUALITY_MEASURES}}
         for row in contributions
     ]
     preview = product.sample_preview or []
@@ -133,7 +136,7 @@ def _product_page(
         "providers_count": len(providers),
         "records": sum(row["table"].row_count for row in contributions),
         "quality_chart": chart,
-        "chart_height": 70 + 48 * len(chart),
+        "chart_height": 70 + 96 * len(chart),  # five bars per dataset
         "preview_columns": preview_columns,
         "preview_rows": [[row.get(name, "") for name in preview_columns] for row in preview],
         "on_sale": product.status == Product.Status.PUBLISHED,

@@ -1,11 +1,14 @@
-// Quality bars for a product page: one bar group per contributing dataset (completeness, uniqueness),
-// read from the json_script block and drawn with Chart.js.
+// Quality bars for a product page: one bar group per contributing dataset (completeness, uniqueness,
+// validity, consistency, freshness), read from the json_script block and drawn with Chart.js. A measure a
+// dataset lacks (imported before it was measured, or freshness without a date column) has no bar.
 (function () {
   "use strict";
-  var COLOURS = { completeness: "#2f6fde", uniqueness: "#17a398" };
+  var COLOURS = {
+    completeness: "#2f6fde", uniqueness: "#17a398", validity: "#8a5cd1", consistency: "#e08a1e", freshness: "#9aa5b8",
+  };
 
   function percentOf(value) {
-    return value === null || value === undefined ? 0 : Math.round(value * 1000) / 10;
+    return value === null || value === undefined ? null : Math.round(value * 1000) / 10;
   }
 
   function drawQuality(canvas) {
@@ -13,7 +16,8 @@
     if (!source || typeof Chart === "undefined") return;
     var rows = JSON.parse(source.textContent);
     if (!Array.isArray(rows)) rows = [Object.assign({ label: "This dataset" }, rows)];
-    var metrics = [["completeness", "Completeness"], ["uniqueness", "Uniqueness"]];
+    var metrics = [["completeness", "Completeness"], ["uniqueness", "Uniqueness"], ["validity", "Validity"],
+                   ["consistency", "Consistency"], ["freshness", "Freshness"]];
     new Chart(canvas, {
       type: "bar",
       data: {
