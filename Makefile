@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Slither has its own virtualenv: it needs web3 7.x, and requirements.txt pins web3 8.
 SLITHER_VENV := .venv-slither
+# pyDVL, the KNN-Shapley benchmark's peer, has its own too: it pins numpy < 2, and requirements.txt pins numpy 2.
+PYDVL_VENV := .venv-pydvl
 TEST_ENV := VAR_DIR=$(CURDIR)/var/test \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dataxchange} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
@@ -28,6 +30,12 @@ $(SLITHER_VENV)/.installed: requirements-slither.txt
 	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
 	$(SLITHER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SLITHER_VENV)/bin/python -m pip install --quiet -r requirements-slither.txt
+	touch $@
+
+$(PYDVL_VENV)/.installed: requirements-pydvl.txt
+	test -x $(PYDVL_VENV)/bin/python || $(PYTHON) -m venv $(PYDVL_VENV)
+	$(PYDVL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PYDVL_VENV)/bin/python -m pip install --quiet -r requirements-pydvl.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -60,7 +68,7 @@ lint: install $(SLITHER_VENV)/.installed ## ruff, mypy, and slither (fails on a 
 	$(PY) -m mypy .
 	$(SLITHER_VENV)/bin/slither contracts --config-file slither.config.json
 
-bench: install contracts ## Benchmarks; results go to docs/benchmarks.md
+bench: install contracts $(PYDVL_VENV)/.installed ## Benchmarks; results go to docs/benchmarks.md
 	$(TEST_ENV) $(PY) -m bench
 
 clean: ## Remove local state (database, chain, vaults) and build output
