@@ -298,3 +298,34 @@ def test_statistics_across_two_providers_on_a_real_worker_send_no_id_or_value_th
         for rows in tables:
             for key, (income, _) in rows.items():
                 assert key.encode() not in everything and income.encode() not in everything, key
+
+
+def test_a_joint_quote_on_a_real_worker_sends_only_sealed_bitmaps_and_releases_only_the_histogram(
+        make_party, celery_worker_process):
+    lead, partner = make_party("prov-ov-e2e0", provider=True), make_party("prov-ov-e2e1", provider=True)
+    consumer = make_party("cons-ov-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([party.organisation.node.queue for party in (lead, partner, consumer)])
+    held = [[f"OV{n:04d}" for n in range(0, 40)], [f"OV{n:04d}" for n in range(25, 70)]]
+    datasets = [upload(client_for(party.token), f"held {p}", provider_csv(ids), timeout=120)["id"]
+                for p, (party, ids) in enumerate(zip((lead, partner), held, strict=True))]
+    product = list_joint_product(client_for(lead.token), [client_for(partner.token)], datasets, min_cohort=2)
+    buyer = client_for(consumer.token)
+    theirs = [f"OV{n:04d}" for n in range(10, 90)]
+    mine = upload(buyer, "mine", consumer_csv(theirs), timeout=120)
+
+    quoted = quote_chosen(buyer, product["id"], mine["id"], "psi", {}, timeout=120)
+
+    assert quoted["status"] == "ready", quoted
+    job = Job.objects.get(id=quoted["measurements"][0]["job"]["id"])
+    assert job.protocol == "coverage_overlap"
+    histogram = {int(cell): count for cell, count in job.result["histogram"].items()}
+    assert set(job.result) == {"histogram", "providers", "epsilon", "cardinality"}  # nothing but the histogram
+    # 10-24 the lead's only, 25-39 both's, 40-69 the partner's only; the noise's scale is 2/ε = 4 ids
+    assert all(abs(histogram.get(cell, 0) - exact) <= 30 for cell, exact in {1: 15, 3: 15, 2: 30}.items()), histogram
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        _, everything = tap.opened()
+        for key in sorted(set(theirs) | set(held[0]) | set(held[1])):
+            assert key.encode() not in everything, key
