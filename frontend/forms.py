@@ -102,10 +102,69 @@ class ProductCreateForm(forms.Form):
         help_text="For cross-table statistics: the total ε each buyer may spend on noisy results over this "
                   "product (e.g. 3). Leave empty to sell exact statistics, still gated by the minimum cohort.",
     )
+    price_policy = forms.ChoiceField(
+        label="Price policy", initial="contribution", required=False, choices=[
+            ("contribution", "By contribution: base price + each matched record × its dataset's quality"),
+            ("posted", "Posted: the base price, whatever it matches"),
+            ("per_match", "Per match: base price + each matched record × one blended quality"),
+            ("tiered", "Tiered by volume: base price + a rate per matched record that falls with volume"),
+            ("noisy", "By privacy loss (statistics with a budget): base price + a rate × ε^exponent"),
+        ],
+        help_text="Every policy is arbitrage-free: splitting a purchase, or averaging noisier answers, never costs "
+                  "a buyer less. Co-providers split the price by their contribution.",
+    )
+    price_tiers = forms.CharField(
+        label="Tiers ($ per matched record)", required=False, max_length=300,
+        help_text="For tiered: 'up to ids: rate' bands, the last open, e.g. 1000: 0.05, 10000: 0.03, *: 0.01.",
+    )
+    price_epsilon_rate = forms.DecimalField(
+        label="Price per unit of ε ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text="For the privacy-loss policy.",
+    )
+    price_epsilon_exponent = forms.DecimalField(
+        label="Exponent of ε", required=False, min_value=Decimal("0.01"), max_value=Decimal("1"), max_digits=4,
+        decimal_places=2, initial=Decimal("1"), help_text="From 0.01 to 1: the price grows with ε, never faster.",
+    )
     publish = forms.BooleanField(
         label="Publish now", required=False, initial=True,
         help_text="Leave unticked to keep a draft that partner providers can contribute datasets to.",
     )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = data.get("price_policy") or "contribution"
+        base, per_match = data.get("base_price"), data.get("price_per_match")
+        if base is None or per_match is None:
+            return data
+        record: dict[str, Any] = {}
+        if kind == "posted":
+            record = {"kind": "posted", "amount": cents_of(base)}
+        elif kind == "per_match":
+            record = {"kind": "per_match", "base": cents_of(base), "per_id": str(per_match * 100)}
+        elif kind == "tiered":
+            record = {"kind": "tiered", "base": cents_of(base), "tiers": self._tiers(data.get("price_tiers") or "")}
+        elif kind == "noisy":
+            rate, exponent = data.get("price_epsilon_rate"), data.get("price_epsilon_exponent") or Decimal(1)
+            if rate is None:
+                self.add_error("price_epsilon_rate", "Give the price per unit of ε for this policy.")
+                return data
+            record = {"kind": "noisy", "base": cents_of(base), "rate": str(rate * 100), "exponent": str(exponent)}
+        data["price_policy_record"] = record
+        return data
+
+    def _tiers(self, text: str) -> list[list[Any]]:
+        tiers: list[list[Any]] = []
+        for band in filter(None, (part.strip() for part in text.split(","))):
+            bound, _, rate = band.partition(":")
+            try:
+                dollars = Decimal(rate.strip())
+                tiers.append([None if bound.strip() == "*" else int(bound.strip()), str(dollars * 100)])
+            except (ValueError, ArithmeticError):
+                self.add_error("price_tiers", f"Not a band 'up to ids: rate' (or '*: rate'): {band!r}.")
+                return []
+        if not tiers:
+            self.add_error("price_tiers", "Give the tiers, e.g. 1000: 0.05, *: 0.01.")
+        return tiers
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "product-%s")

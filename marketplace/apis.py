@@ -104,7 +104,7 @@ class ProductOutput(serializers.ModelSerializer):
         model = Product
         fields = [
             "id", "title", "description", "provider", "category", "tags", "compute_types", "id_rule", "purposes",
-            "base_price", "price_per_match", "quota_unit", "quota", "validity_days", "min_cohort",
+            "base_price", "price_per_match", "price_policy", "quota_unit", "quota", "validity_days", "min_cohort",
             "privacy_epsilon", "sample_preview", "status", "chain_asset_id", "contributions", "created_at",
         ]
 
@@ -124,7 +124,7 @@ class QuoteOutput(serializers.ModelSerializer):
     class Meta:
         model = Quote
         fields = ["id", "product", "buyer_dataset", "purpose", "compute_type", "params", "status", "coverage",
-                  "breakdown", "shares", "pricing_inputs",
+                  "breakdown", "shares", "index", "pricing_inputs",
                   "price", "error", "valid_until", "delivers", "refusal", "measurements", "created_at"]
 
     def get_delivers(self, quote: Quote) -> str:
@@ -321,6 +321,14 @@ class ProductCreateApi(APIView):
             max_digits=9, decimal_places=3, min_value=Decimal("0.001"), max_value=Decimal(100_000), required=False,
             allow_null=True, default=None,
             help_text="The total ε each buyer may spend on noisy statistics over the product; none: without noise.")
+        price_policy = serializers.JSONField(
+            required=False, default=dict,
+            help_text='How the product is priced (amounts in cents): {"kind": "posted", "amount": 5000}; {"kind": '
+                      '"per_match", "base": 500, "per_id": "2.5"}; {"kind": "tiered", "base": 500, "tiers": [[1000, '
+                      '"3"], [null, "1"]]} (a later band\'s rate never above an earlier one\'s); {"kind": "noisy", '
+                      '"base": 200, "rate": "400", "exponent": "0.5"} (statistics with a privacy budget only: the '
+                      'price grows with ε, concavely). Empty: base_price + each matched id × price_per_match × its '
+                      "dataset's quality.")
         publish = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutput})
@@ -345,6 +353,7 @@ class ProductCreateApi(APIView):
             compute_types=values.get("compute_types"),
             id_rule=values["id_rule"],
             privacy_epsilon=values["privacy_epsilon"],
+            price_policy=values["price_policy"],
             publish=values["publish"],
             actor=_actor(request),
         )

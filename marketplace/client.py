@@ -238,6 +238,16 @@ def _client_error(status: int, payload: bytes) -> ClientError:
 # -- command line ------------------------------------------------------------------------------------
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """An argument that is a JSON object (argparse turns the ValueError into one line and exit 2)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object is expected")
+    return value
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m marketplace.client",
                                      description="Script the data marketplace's REST API.")
@@ -267,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     created.add_argument("--quota", type=int)
     created.add_argument("--validity-days", type=int)
     created.add_argument("--min-cohort", type=int)
+    created.add_argument("--price-policy", type=_json_object, metavar="JSON",
+                         help='e.g. \'{"kind": "tiered", "base": 500, "tiers": [[1000, "3"], [null, "1"]]}\' (cents)')
     created.add_argument("--publish", action="store_true")
     published = commands.add_parser("publish", help="publish a draft product")
     published.add_argument("product")
@@ -310,7 +322,7 @@ def _run(client: MarketplaceClient, args: argparse.Namespace) -> Any:
         return client.dataset_import(args.path, args.name, args.id_column, args.description)
     if command == "create-product":
         optional = {name: getattr(args, name) for name in ("description", "category", "tags", "quota",
-                                                          "validity_days", "min_cohort")}
+                                                          "validity_days", "min_cohort", "price_policy")}
         return client.product_create(
             datasets=args.datasets, title=args.title, purposes=args.purposes, base_price=args.base_price,
             price_per_match=args.price_per_match, publish=args.publish,

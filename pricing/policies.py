@@ -226,6 +226,13 @@ class NoisyAnswer(Policy):
 POLICIES: Mapping[str, type[Policy]] = {cls.kind: cls for cls in (Posted, PerMatch, Tiered, UtilityBased, NoisyAnswer)}
 
 
+MAX_CENTS = 10**9  # any amount a policy names, and the rate per id or per ε
+
+
+def _cents(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CENTS
+
+
 def policy_from_record(record: Mapping[str, Any]) -> Policy:
     """The policy a quote recorded (`Policy.as_record`); ValueError naming what is wrong."""
     kind = record.get("kind")
@@ -233,14 +240,23 @@ def policy_from_record(record: Mapping[str, Any]) -> Policy:
     if cls is None:
         raise ValueError(f"unknown price policy {kind!r}; one of {', '.join(POLICIES)}")
     fields = {key: value for key, value in record.items() if key != "kind"}
+    for name in ("amount", "base", "floor", "ceiling"):
+        if name in fields and not _cents(fields[name]):
+            raise ValueError(f"{name} is a whole number of cents from 0 to {MAX_CENTS:,}")
     try:
         if cls is Tiered:
             fields["tiers"] = tuple((bound, Decimal(str(rate))) for bound, rate in fields.get("tiers", ()))
+            if any(bound is not None and not _cents(bound) for bound, _ in fields["tiers"]):
+                raise ValueError("a tier's bound is a whole number of ids (or null for the last, open one)")
         for name in ("per_id", "rate", "exponent"):
             if name in fields:
                 fields[name] = Decimal(str(fields[name]))
+                if not fields[name].is_finite() or fields[name] > MAX_CENTS:
+                    raise ValueError(f"{name} is a finite number up to {MAX_CENTS:,}")
+        if any(not rate.is_finite() or rate > MAX_CENTS for _, rate in fields.get("tiers", ())):
+            raise ValueError(f"a tier's rate is a finite number of cents up to {MAX_CENTS:,}")
         return cls(**fields)
-    except TypeError as error:
+    except (TypeError, ArithmeticError) as error:  # a missing or unknown field, a number that is not one
         raise ValueError(f"bad fields for a {kind} policy: {error}") from error
 
 

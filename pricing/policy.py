@@ -2,7 +2,8 @@
 providers' shares.
 
 One provider: its value is   matched records × price per match × quality factor,
-where the quality factor runs from 0.5 (empty or fully duplicated data) to 1.0 (complete, unique data);
+where the quality factor runs from 0.5 (empty, duplicated, invalid or stale data) to 1.0: 0.5 + 0.5 × the
+product of the dataset's quality measures (completeness, uniqueness, validity, consistency, freshness);
 price = base fee + value.
 
 Several providers (`price_quote_joint`): the buyer pays once for each of its ids that at least one
@@ -17,10 +18,22 @@ Every input is recorded with the quote (`*_inputs`), and `quote_recompute` price
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from typing import Any
 
+from pricing.policies import (
+    NoisyAnswer,
+    PerMatch,
+    Policy,
+    Posted,
+    PriceInputs,
+    Tiered,
+    UtilityBased,
+    inputs_from_record,
+    policy_from_record,
+)
 from pricing.valuation.coverage import coverage_shapley
 from pricing.valuation.replication import replica_adjusted_histogram, replicas_detect
 from pricing.valuation.split import split_cents
@@ -40,6 +53,9 @@ class ContributionMetrics:
     coverage: int
     completeness: float
     uniqueness: float
+    validity: float = 1.0  # measured at import since the quality class (compute/quality.py); 1.0 before it
+    consistency: float = 1.0
+    freshness: float | None = None  # None: the table has no date column
 
 
 @dataclass(frozen=True)
@@ -66,10 +82,31 @@ class PriceQuote:
         return [asdict(share) for share in self.shares]
 
 
-def quality_factor(*, completeness: float, uniqueness: float) -> float:
-    if not (0.0 <= completeness <= 1.0 and 0.0 <= uniqueness <= 1.0):
+def quality_factor(*, completeness: float, uniqueness: float, validity: float = 1.0, consistency: float = 1.0,
+                   freshness: float | None = None) -> float:
+    """0.5 + 0.5 × the product of the dataset's quality measures (freshness only where it has a date column)."""
+    measures = [completeness, uniqueness, validity, consistency] + ([] if freshness is None else [freshness])
+    if not all(0.0 <= measure <= 1.0 for measure in measures):
         raise ValueError("quality metrics must lie in [0, 1]")
-    return 0.5 + 0.5 * completeness * uniqueness
+    product = 1.0
+    for measure in measures:
+        product *= measure
+    return 0.5 + 0.5 * product
+
+
+def _factor_of(item: ContributionMetrics | Contributor) -> float:
+    return quality_factor(completeness=item.completeness, uniqueness=item.uniqueness, validity=item.validity,
+                          consistency=item.consistency, freshness=item.freshness)
+
+
+def _quality_note(item: ContributionMetrics | Contributor) -> str:
+    """The measures behind a quality factor, those that are not perfect beyond the first two."""
+    parts = [f"completeness {item.completeness:.1%}", f"uniqueness {item.uniqueness:.1%}"]
+    parts += [f"{name} {value:.1%}" for name, value in (("validity", item.validity),
+                                                      ("consistency", item.consistency),
+                                                      ("freshness", item.freshness))
+              if value is not None and value < 1.0]
+    return ", ".join(parts)
 
 
 def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
@@ -101,7 +138,7 @@ def price_quote(
     for item in contributions:
         if not 0 <= item.coverage <= query_size:
             raise ValueError("coverage must lie between 0 and the size of the query set")
-        factor = quality_factor(completeness=item.completeness, uniqueness=item.uniqueness)
+        factor = _factor_of(item)
         raw = item.coverage * price_per_match
         value = round(raw * factor)
         values.append(value)
@@ -111,8 +148,7 @@ def price_quote(
             f"{prefix}coverage {item.coverage:,} of your {query_size:,} ids ({share:.1%}) × {price_per_match}¢", raw,
             "coverage"))
         lines.append(PriceLine(
-            f"{prefix}quality factor ×{factor:.3f} (completeness {item.completeness:.1%}, "
-            f"uniqueness {item.uniqueness:.1%})",
+            f"{prefix}quality factor ×{factor:.3f} ({_quality_note(item)})",
             value - raw, "quality"))
     total = base_price + sum(values)
     parts = split_proportionally(total, values)
@@ -132,6 +168,9 @@ class Contributor:
     completeness: float
     uniqueness: float
     fingerprint: str = ""
+    validity: float = 1.0  # measured at import since the quality class (compute/quality.py); 1.0 before it
+    consistency: float = 1.0
+    freshness: float | None = None  # None: the table has no date column
 
 
 def histogram_by_dataset(histogram: Mapping[str, int], datasets: Sequence[str]) -> dict[frozenset[str], int]:
@@ -169,7 +208,7 @@ def price_quote_joint(
     values: list[int] = []
     for item in contributors:
         share_ids = shapley.get(item.dataset, Fraction(0))
-        factor = Fraction(quality_factor(completeness=item.completeness, uniqueness=item.uniqueness))
+        factor = Fraction(_factor_of(item))
         raw, value = round(share_ids * price_per_match), round(share_ids * price_per_match * factor)
         values.append(value)
         covered = sum(count for cell, count in keyed.items() if item.dataset in cell)
@@ -177,8 +216,8 @@ def price_quote_joint(
                 if item.dataset in replicas else "")
         lines.append(PriceLine(f"{item.provider}: covers {covered:,}; its share of the covered ids "
                                f"{float(share_ids):,.1f}{note} × {price_per_match}¢", raw, "coverage"))
-        lines.append(PriceLine(f"{item.provider}: quality factor ×{float(factor):.3f} (completeness "
-                               f"{item.completeness:.1%}, uniqueness {item.uniqueness:.1%})", value - raw, "quality"))
+        lines.append(PriceLine(f"{item.provider}: quality factor ×{float(factor):.3f} ({_quality_note(item)})",
+                               value - raw, "quality"))
     total = base_price + sum(values)
     parts = split_cents(total, values)
     shares = tuple(
@@ -190,11 +229,82 @@ def price_quote_joint(
     return PriceQuote(lines=tuple(lines), total=total, shares=shares)
 
 
+def policy_check(record: Mapping[str, Any], *, budgeted: bool) -> Policy:
+    """The price policy a provider chose for a product, checked (ValueError saying what is wrong).
+
+    A noisy-answer price needs an ε, so it suits only a product whose every protocol is budgeted; a
+    utility-based price needs a private trial's uplift, which a quote does not measure yet."""
+    policy = policy_from_record(record)
+    if isinstance(policy, NoisyAnswer) and not budgeted:
+        raise ValueError("a noisy-answer price needs an ε: the product must sell only protocols with a privacy "
+                         "budget (statistics)")
+    if isinstance(policy, UtilityBased):
+        raise ValueError("a utility-based price needs a private trial's uplift, which quotes do not run yet; "
+                         "choose posted, per_match, tiered or noisy")
+    return policy
+
+
+def _dollars(cents: Decimal | int) -> str:
+    return f"${Decimal(cents) / 100:,.2f}"
+
+
+def policy_terms(record: Mapping[str, Any], *, base_price: int, price_per_match: int) -> list[str]:
+    """A product's price terms in words, for its page: the chosen policy or the default one."""
+    if not record:
+        return [f"{_dollars(base_price)} base",
+                f"+ {_dollars(price_per_match)} per record that matches your ids, weighted by the data's quality."]
+    policy = policy_from_record(record)
+    if isinstance(policy, Posted):
+        return [f"{_dollars(policy.amount)} for the use", "One posted price, whatever it matches."]
+    if isinstance(policy, PerMatch):
+        return [f"{_dollars(policy.base)} base", f"+ {_dollars(policy.per_id)} per matched record, weighted by "
+                                                 "the data's quality."]
+    if isinstance(policy, Tiered):
+        bands, lower = [], 0
+        for bound, rate in policy.tiers:
+            bands.append(f"{_dollars(rate)} each from record {lower + 1:,}"
+                         + (f" to {bound:,}" if bound is not None else " on"))
+            lower = bound or lower
+        return [f"{_dollars(policy.base)} base", "+ per matched record, by volume: " + "; ".join(bands)
+                + ", weighted by the data's quality."]
+    if isinstance(policy, NoisyAnswer):
+        power = "" if policy.exponent == 1 else f"^{policy.exponent}"
+        return [f"{_dollars(policy.base)} base", f"+ {_dollars(policy.rate)} × ε{power} for the privacy loss of the "
+                                                 "answer you buy (more noise, lower price)."]
+    return [f"{policy.kind} price"]
+
+
+def blended_quality(quote: PriceQuote, factors: Sequence[Fraction]) -> Decimal:
+    """One quality factor for a product of several datasets: theirs, weighted by the ids each is paid for
+    (plain mean when none is), to three decimals, rounded down (never above any provider's own)."""
+    weights = [Fraction(share.shapley_coverage if share.shapley_coverage is not None else share.coverage)
+               for share in quote.shares]
+    if not any(weights):
+        weights = [Fraction(1)] * len(factors)
+    mean = Fraction(sum(w * f for w, f in zip(weights, factors, strict=True))) / sum(weights)
+    return (Decimal(mean.numerator) / Decimal(mean.denominator)).quantize(Decimal("0.001"), rounding=ROUND_FLOOR)
+
+
+def price_by_policy(valued: PriceQuote, *, policy: Policy, inputs: PriceInputs) -> PriceQuote:
+    """The product's own price policy sets the total; the providers split it by the values the contribution
+    pricing gave them (`valued`), in cents that sum exactly to it."""
+    priced = policy.price(inputs)
+    parts = split_cents(priced.total, [share.value for share in valued.shares])
+    lines = tuple(PriceLine(line.label, line.amount, line.component) for line in priced.lines)
+    shares = tuple(replace(share, share=part) for share, part in zip(valued.shares, parts, strict=True))
+    return PriceQuote(lines=lines, total=priced.total, shares=shares)
+
+
 def quote_recompute(inputs: Mapping[str, Any]) -> PriceQuote:
     """A quote's price from the inputs it recorded (`pricing.services`), to the cent."""
     common = {"base_price": int(inputs["base_price"]), "price_per_match": int(inputs["price_per_match"]),
               "query_size": int(inputs["query_size"])}
     if inputs.get("method") == "union":
-        return price_quote_joint(**common, contributors=[Contributor(**c) for c in inputs["contributors"]],
-                                 histogram={str(k): int(v) for k, v in inputs["histogram"].items()})
-    return price_quote(**common, contributions=[ContributionMetrics(**c) for c in inputs["contributions"]])
+        valued = price_quote_joint(**common, contributors=[Contributor(**c) for c in inputs["contributors"]],
+                                   histogram={str(k): int(v) for k, v in inputs["histogram"].items()})
+    else:
+        valued = price_quote(**common, contributions=[ContributionMetrics(**c) for c in inputs["contributions"]])
+    if not inputs.get("policy"):
+        return valued
+    return price_by_policy(valued, policy=policy_from_record(inputs["policy"]),
+                           inputs=inputs_from_record(inputs["policy_inputs"]))

@@ -1,20 +1,26 @@
 """Pricing services: measure contribution metrics privately through compute, then apply the policy."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from django.conf import settings
 
 from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job, StoredTable
+from pricing.policies import PriceInputs, policy_from_record
 from pricing.policy import (
     ContributionMetrics,
     Contributor,
     PriceQuote,
+    blended_quality,
+    price_by_policy,
     price_quote,
     price_quote_joint,
+    quality_factor,
 )
 
 
@@ -36,36 +42,58 @@ def coverage_measure_start(
     )
 
 
-def _quality(table: StoredTable) -> tuple[float, float]:
+def _quality(table: StoredTable) -> dict[str, Any]:
+    """The measures of the table's quality class that price it (compute/quality.py); a table imported before
+    validity, consistency and freshness were measured counts as valid, consistent and of unknown age."""
     quality = table.quality or {}
-    return float(quality.get("completeness", 0.0)), float(quality.get("uniqueness", 0.0))
+    freshness = quality.get("freshness")
+    return {"completeness": float(quality.get("completeness", 0.0)),
+            "uniqueness": float(quality.get("uniqueness", 0.0)),
+            "validity": float(quality.get("validity", 1.0)), "consistency": float(quality.get("consistency", 1.0)),
+            "freshness": None if freshness is None else float(freshness)}
 
 
 def quote_price_from_job(
-    *, job: Job, contributions: Sequence[tuple[str, str, StoredTable]], base_price: int, price_per_match: int
+    *, job: Job, contributions: Sequence[tuple[str, str, StoredTable]], base_price: int, price_per_match: int,
+    policy: Mapping[str, Any] | None = None, epsilon: Decimal | None = None,
 ) -> tuple[PriceQuote, dict[str, Any]]:
     """Price from a quote's finished coverage job over the contributions (provider, dataset, table), in the
-    job's order of providers; return the price and every input it used (for `quote_recompute`)."""
+    job's order of providers; return the price and every input it used (for `quote_recompute`).
+
+    Each provider's value is its matched ids (its Shapley share of the union for several) × the price per
+    match × its quality; with no `policy` the price is the base fee plus those values, with one (the
+    product's own, `pricing.policies`) the policy sets the price and the values split it. `epsilon`: the
+    privacy loss of the answer bought, for a noisy-answer policy."""
     if job.status != Job.Status.SUCCEEDED:
         raise ValueError("the coverage job has not succeeded")
     common = {"base_price": base_price, "price_per_match": price_per_match,
               "query_size": job.table_of("consumer").row_count}
+    qualities = [_quality(table) for _, _, table in contributions]
+    inputs: dict[str, Any]
     if job.protocol == "coverage_overlap":
-        contributors = []
-        for provider, dataset, table in contributions:
-            completeness, uniqueness = _quality(table)
-            contributors.append(Contributor(provider=provider, dataset=dataset, completeness=completeness,
-                                            uniqueness=uniqueness, fingerprint=table.fingerprint))
+        contributors = [
+            Contributor(provider=provider, dataset=dataset, fingerprint=table.fingerprint, **quality)
+            for (provider, dataset, table), quality in zip(contributions, qualities, strict=True)
+        ]
         histogram = {str(cell): int(count) for cell, count in (job.result.get("histogram") or {}).items()}
-        priced = price_quote_joint(**common, contributors=contributors, histogram=histogram)
+        valued = price_quote_joint(**common, contributors=contributors, histogram=histogram)
+        matched = sum(histogram.values())
         inputs = {"method": "union", **common, "histogram": histogram,
                   "contributors": [asdict(c) for c in contributors]}
-        return priced, inputs
-    if job.result_cardinality is None or len(contributions) != 1:
-        raise ValueError("a one-provider coverage job releases one count")
-    provider, dataset, table = contributions[0]
-    completeness, uniqueness = _quality(table)
-    metrics = [ContributionMetrics(provider=provider, dataset=dataset, coverage=job.result_cardinality,
-                                   completeness=completeness, uniqueness=uniqueness)]
-    inputs = {"method": "count", **common, "contributions": [asdict(m) for m in metrics]}
-    return price_quote(**common, contributions=metrics), inputs
+    else:
+        if job.result_cardinality is None or len(contributions) != 1:
+            raise ValueError("a one-provider coverage job releases one count")
+        (provider, dataset, _), quality = contributions[0], qualities[0]
+        metrics = [ContributionMetrics(provider=provider, dataset=dataset, coverage=job.result_cardinality,
+                                       **quality)]
+        valued = price_quote(**common, contributions=metrics)
+        matched = job.result_cardinality
+        inputs = {"method": "count", **common, "contributions": [asdict(m) for m in metrics]}
+    if not policy:
+        return valued, inputs
+    factors = [Fraction(quality_factor(**quality)) for quality in qualities]
+    price_inputs = PriceInputs(matched=matched, query_size=common["query_size"], epsilon=epsilon,
+                               quality_factor=blended_quality(valued, factors))
+    chosen = policy_from_record(policy)
+    inputs.update(policy=chosen.as_record(), policy_inputs=price_inputs.as_record())
+    return price_by_policy(valued, policy=chosen, inputs=price_inputs), inputs

@@ -10,6 +10,7 @@ from marketplace.exceptions import ApplicationError
 from marketplace.models import Product
 from marketplace.selectors import balance_of, user_organisation
 from marketplace.services.catalog import TRANSITIONS
+from pricing.policy import policy_terms
 
 register = template.Library()
 
@@ -82,6 +83,13 @@ def job_offline_nodes(job: Any) -> list[Any]:
     if job.is_finished:
         return []
     return [node for node in job.nodes if not node.is_online]
+
+
+@register.filter
+def price_terms(product: Product) -> list[str]:
+    """The product's price terms in words: its headline, then how the rest is priced."""
+    return policy_terms(product.price_policy or {}, base_price=product.base_price,
+                        price_per_match=product.price_per_match)
 
 
 @register.filter

@@ -121,6 +121,7 @@ def product_list_create(request: HttpRequest) -> HttpResponse:
             compute_types=data["compute_types"] or None,
             id_rule=data["id_rule"] or DEFAULT_ID_RULE,
             privacy_epsilon=data["privacy_epsilon"],
+            price_policy=data.get("price_policy_record") or None,
             actor=actor_of(request),
         )
     except ApplicationError as error:

@@ -55,12 +55,35 @@ def _shares(quote: Quote, measurements: list[dict[str, Any]]) -> list[dict[str, 
     return rows
 
 
+def _charts(quote: Quote, measurements: list[dict[str, Any]], shares: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the quote's charts draw (quote_charts.js): the price by index class, the overlap of the providers
+    on the buyer's ids (which providers cover how many), and the split among them."""
+    by_component: dict[str, int] = {}
+    for line in quote.breakdown:
+        component = str(line.get("component") or "base")
+        by_component[component] = by_component.get(component, 0) + int(line.get("amount") or 0)
+    names = [row["provider"].name for row in measurements]
+    overlap = []
+    if quote.pricing_inputs.get("method") == "union":
+        for mask, count in sorted(quote.pricing_inputs.get("histogram", {}).items(), key=lambda item: int(item[0])):
+            holders = [name for bit, name in enumerate(names) if int(mask) >> bit & 1]
+            overlap.append({"label": " + ".join(holders) + (" only" if len(holders) == 1 else ""), "ids": count})
+    return {
+        "price": [{"label": component, "cents": cents} for component, cents in by_component.items()],
+        "overlap": overlap,
+        "split": [{"label": row["provider"], "cents": row["share"] or 0} for row in shares],
+    }
+
+
 def _context(quote: Quote, form: BuyForm | None = None) -> dict:
     measurements = _measurements(quote)
+    shares = _shares(quote, measurements)
     return {
         "quote": quote,
         "measurements": measurements,
-        "shares": _shares(quote, measurements),
+        "shares": shares,
+        "index": quote.index,
+        "charts": _charts(quote, measurements, shares) if quote.status == Quote.Status.READY else None,
         "delivers": quote_delivers(quote),
         "refusal": quote_release_refusal(quote),
         # A fresh key per rendering: a double click posts the same key twice and buys once.

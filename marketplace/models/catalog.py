@@ -66,6 +66,11 @@ class Product(models.Model):
     purposes = models.JSONField(default=list)
     base_price = models.PositiveIntegerField(help_text="Fixed part of the price, in cents.")
     price_per_match = models.PositiveIntegerField(help_text="Price per matched record, in cents.")
+    price_policy = models.JSONField(
+        default=dict, blank=True,
+        help_text="The price policy the provider chose (pricing.policies: posted, per_match, tiered or noisy, "
+                  "amounts in cents); empty: the base price plus each matched record × the price per match × "
+                  "its dataset's quality.")
     quota_unit = models.CharField(max_length=16, choices=QuotaUnit.choices, default=QuotaUnit.JOB)
     quota = models.PositiveIntegerField(default=5, help_text="Units allowed per purchase.")
     validity_days = models.PositiveIntegerField(default=30)

@@ -30,6 +30,8 @@ class Quote(models.Model):
     pricing_inputs = models.JSONField(default=dict, blank=True,
                                       help_text="Every input of the price: pricing.policy.quote_recompute "
                                                 "prices from it alone; its digest is in the audit log.")
+    index = models.JSONField(default=list, blank=True,
+                             help_text="The contribution index: quality, coverage, utility and market (pricing.index).")
     price = models.PositiveIntegerField(null=True, blank=True, help_text="Total, in cents.")
     error = models.TextField(blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)

@@ -19,10 +19,11 @@ from compute.exceptions import ComputeError
 from compute.jobs.services import chain_write_request, table_import_request
 from compute.models import Node, StoredTable, TableImport
 from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
-from compute.protocols.registry import protocols_sold
+from compute.protocols.registry import protocol_get, protocols_sold
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
+from pricing.policy import policy_check
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_TAGS = 10
@@ -113,6 +114,20 @@ def _clean_compute_types(compute_types: list[str] | None) -> list[str]:
     return chosen
 
 
+def _clean_price_policy(record: dict[str, Any] | None, *, compute_types: list[str],
+                        privacy_epsilon: Decimal | None) -> dict[str, Any]:
+    """The product's price policy as recorded (`Policy.as_record`), or {} for the default one."""
+    if not record:
+        return {}
+    if not isinstance(record, dict):
+        raise ApplicationError("The price policy is an object with a \"kind\".", {"field": "price_policy"})
+    budgeted = privacy_epsilon is not None and all(protocol_get(name).budgeted for name in compute_types)
+    try:
+        return policy_check(record, budgeted=budgeted).as_record()
+    except (ValueError, ArithmeticError) as error:
+        raise ApplicationError(f"Price policy: {error}.", {"field": "price_policy"}) from error
+
+
 @transaction.atomic
 def product_create(
     *,
@@ -132,6 +147,7 @@ def product_create(
     compute_types: list[str] | None = None,
     id_rule: str = DEFAULT_ID_RULE,
     privacy_epsilon: Decimal | None = None,
+    price_policy: dict[str, Any] | None = None,
     publish: bool = False,
 ) -> Product:
     """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
@@ -146,6 +162,7 @@ def product_create(
         raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
     if privacy_epsilon is not None and not Decimal("0.001") <= Decimal(privacy_epsilon) <= Decimal(100_000):
         raise ApplicationError("The privacy budget ε is from 0.001 to 100,000 (or none).", {"field": "privacy_epsilon"})
+    price_policy = _clean_price_policy(price_policy, compute_types=compute_types, privacy_epsilon=privacy_epsilon)
     if not dataset_ids:
         raise ApplicationError("A product needs at least one dataset.", {"field": "datasets"})
     datasets = list(Dataset.objects.filter(id__in=dataset_ids, organisation=provider).select_related("table"))
@@ -164,6 +181,7 @@ def product_create(
         purposes=sorted(set(purposes)),
         base_price=base_price,
         price_per_match=price_per_match,
+        price_policy=price_policy,
         quota=quota,
         validity_days=validity_days,
         min_cohort=min_cohort,

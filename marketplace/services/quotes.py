@@ -19,7 +19,7 @@ from compute.models import Job, StoredTable
 from compute.protocols.registry import UnknownProtocol, protocol_get, table_schema
 from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.models import Dataset, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
+from marketplace.models import Dataset, Order, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
 from marketplace.services.privacy import (
     BudgetExhausted,
     epsilon_text,
@@ -28,6 +28,15 @@ from marketplace.services.privacy import (
     privacy_refund,
     statistics_spend,
 )
+from pricing.index import (
+    MarketFacts,
+    contribution_index,
+    coverage_class,
+    market_class,
+    quality_class,
+    utility_class,
+)
+from pricing.policy import PriceQuote
 from pricing.services import coverage_measure_start, quote_price_from_job
 
 
@@ -150,6 +159,16 @@ def pricing_inputs_digest(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _answer_epsilon(quote: Quote) -> Decimal | None:
+    """The privacy loss of the answer the quote sells, where its protocol is budgeted (a noisy-answer price)."""
+    try:
+        budgeted = protocol_get(quote.compute_type).budgeted
+    except UnknownProtocol:
+        return None
+    epsilon = quote.params.get("epsilon") if budgeted else None
+    return Decimal(str(epsilon)) if epsilon else None
+
+
 @transaction.atomic
 def quote_finalize(*, quote_id: str) -> Quote:
     """Price a quote once all its coverage jobs have finished (idempotent)."""
@@ -170,22 +189,79 @@ def quote_finalize(*, quote_id: str) -> Quote:
         privacy_refund(subject=f"quote:{quote.id}")
     elif all(job.status == Job.Status.SUCCEEDED for job in jobs.values()):
         job = next(iter(jobs.values()))
-        priced, inputs = quote_price_from_job(
-            job=job,
-            contributions=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id),
-                            m.contribution.dataset.table) for m in measurements],
-            base_price=quote.product.base_price,
-            price_per_match=quote.product.price_per_match,
-        )
+        try:
+            priced, inputs = quote_price_from_job(
+                job=job,
+                contributions=[(m.contribution.dataset.organisation.slug, str(m.contribution.dataset_id),
+                                m.contribution.dataset.table) for m in measurements],
+                base_price=quote.product.base_price,
+                price_per_match=quote.product.price_per_match,
+                policy=quote.product.price_policy or None,
+                epsilon=_answer_epsilon(quote),
+            )
+            quote.coverage = job.result_cardinality or 0
+            index = _index(quote, measurements, priced, query_size=int(inputs["query_size"]))
+        except ValueError as error:  # e.g. the product's policy cannot price this answer: say so, charge nothing
+            quote.status = Quote.Status.FAILED
+            quote.error = f"This quote could not be priced: {error}."
+            privacy_refund(subject=f"quote:{quote.id}")
+            return _finalized(quote)
         quote.status = Quote.Status.READY
-        quote.coverage = job.result_cardinality or 0
         quote.breakdown = priced.as_breakdown()
         quote.shares = priced.as_shares()
         quote.price = priced.total
         quote.pricing_inputs = inputs
+        quote.index = index
         quote.valid_until = timezone.now() + timedelta(seconds=settings.QUOTE_VALIDITY_SECONDS)
     else:
         return quote
+    return _finalized(quote)
+
+
+MARKET_WINDOW = timedelta(days=30)
+
+
+def product_market_facts(product: Product) -> MarketFacts:
+    """Demand, substitutes and price history of a product over the last 30 days (the market class)."""
+    since = timezone.now() - MARKET_WINDOW
+    quotes = Quote.objects.filter(product=product, created_at__gte=since)
+    prices = sorted(price for price in quotes.filter(status=Quote.Status.READY, price__isnull=False)
+                    .order_by("-created_at").values_list("price", flat=True)[:1000] if price is not None)
+    median = None
+    if prices:
+        middle = len(prices) // 2
+        median = prices[middle] if len(prices) % 2 else (prices[middle - 1] + prices[middle]) // 2
+    return MarketFacts(
+        quotes=quotes.count(), orders=Order.objects.filter(product=product, created_at__gte=since).count(),
+        substitutes=Product.objects.filter(status=Product.Status.PUBLISHED, category=product.category)
+        .exclude(id=product.id).count(),
+        median_price=median,
+    )
+
+
+def _index(quote: Quote, measurements: list[QuoteMeasurement], priced: PriceQuote, *,
+           query_size: int) -> list[dict[str, Any]]:
+    """The quote's contribution index (pricing.index), from what it measured and the market's records."""
+    shares = {share.dataset: share for share in priced.shares}
+    datasets = []
+    for m in measurements:
+        share = shares.get(str(m.contribution.dataset_id))
+        paid_for = (share.shapley_coverage if share and share.shapley_coverage is not None
+                    else share.coverage if share else 0)
+        datasets.append((m.contribution.dataset.name, m.contribution.dataset.table.quality or {}, float(paid_for)))
+    providers = [(m.contribution.dataset.organisation.name, shares[str(m.contribution.dataset_id)].coverage,
+                  shares[str(m.contribution.dataset_id)].shapley_coverage) for m in measurements
+                 if str(m.contribution.dataset_id) in shares]
+    return contribution_index(
+        quality=quality_class(datasets),
+        coverage=coverage_class(union=min(quote.coverage or 0, query_size), query_size=query_size,
+                                providers=providers),
+        utility=utility_class(None),
+        market=market_class(product_market_facts(quote.product)),
+    )
+
+
+def _finalized(quote: Quote) -> Quote:
     quote.save()
     audit_record(
         actor="system", action=f"quote.{quote.status}", subject=f"quote:{quote.id}",

@@ -233,10 +233,17 @@ def test_it_builds_and_sells_a_joint_product_of_two_providers_in_the_browser(
     expect(as_consumer.locator("#sample-preview")).to_contain_text("synthetic preview — no real record")
     as_consumer.screenshot(path=str(screenshot_dir / "webui-product.png"), full_page=True)
     as_consumer.select_option("#id_dataset", index=1)
+    page_errors: list[str] = []
+    as_consumer.on("pageerror", lambda error: page_errors.append(str(error)))
     as_consumer.click("button:has-text('Measure coverage and quote')")
     expect(as_consumer.locator("#quote-status")).to_have_attribute("data-status", "ready", timeout=LIVE_TIMEOUT_MS)
     expect(as_consumer.locator("#quote-coverage")).to_have_text("48")
     expect(as_consumer.locator("#quote-shares tbody tr")).to_have_count(2)
+    # The contribution index and its charts, drawn once the priced partial is swapped in.
+    expect(as_consumer.locator("#quote-index .index-class")).to_have_count(4)
+    for chart in ("quote-price", "quote-overlap", "quote-split"):
+        expect(as_consumer.locator(f'canvas[data-chart="{chart}"]')).to_have_attribute("data-drawn", "1")
+    assert not page_errors, page_errors
     as_consumer.screenshot(path=str(screenshot_dir / "webui-quote.png"), full_page=True)
     as_consumer.click("button:has-text('Buy for')")
     live = as_consumer.locator("#order-live")

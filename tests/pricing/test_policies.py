@@ -90,12 +90,20 @@ def test_a_utility_price_follows_the_uplift_between_its_floor_and_ceiling():
 
 @pytest.mark.parametrize(("record", "message"), [
     ({"kind": "auction"}, "unknown price policy"),
-    ({"kind": "posted", "amount": -1}, "cannot be negative"),
+    ({"kind": "posted", "amount": -1}, "whole number of cents"),
     ({"kind": "posted", "price": 3}, "bad fields"),
     ({"kind": "tiered", "base": 0, "tiers": [[100, "1"], [None, "2"]]}, "cannot exceed"),
     ({"kind": "tiered", "base": 0, "tiers": [[100, "1"]]}, "open band"),
     ({"kind": "noisy", "base": 0, "rate": "1", "exponent": "2"}, "convex"),
     ({"kind": "utility", "floor": 10, "ceiling": 5}, "floor"),
+    ({"kind": "posted", "amount": 5.5}, "whole number of cents"),
+    ({"kind": "posted", "amount": True}, "whole number of cents"),
+    ({"kind": "posted", "amount": 10**12}, "whole number of cents"),
+    ({"kind": "per_match", "base": 0, "per_id": "abc"}, "bad fields"),
+    ({"kind": "per_match", "base": 0, "per_id": "Infinity"}, "finite"),
+    ({"kind": "tiered", "base": 0, "tiers": [["x", "1"], [None, "1"]]}, "whole number of ids"),
+    ({"kind": "tiered", "base": 0, "tiers": 7}, "bad fields"),
+    ({"kind": "noisy", "base": 0, "rate": {"a": 1}}, "bad fields"),
 ])
 def test_a_policy_that_could_be_gamed_or_cannot_be_read_is_refused_with_a_reason(record, message):
     with pytest.raises(ValueError, match=message):
