@@ -202,6 +202,12 @@ def test_it_builds_and_sells_a_joint_product_of_two_providers_in_the_browser(
     as_lead.select_option("#product-category", "retail")
     as_lead.fill("#product-tags", "retail, customers, loyalty")
     as_lead.check("input[name=purposes][value=marketing]")
+    # The price policy's own fields show only for the policy that uses them.
+    expect(as_lead.locator("#product-price_tiers")).to_be_hidden()
+    as_lead.select_option("#product-price_policy", "tiered")
+    expect(as_lead.locator("#product-price_tiers")).to_be_visible()
+    expect(as_lead.locator("#product-price_epsilon_rate")).to_be_hidden()
+    as_lead.select_option("#product-price_policy", "contribution")
     as_lead.uncheck("#product-publish")
     as_lead.click("button:has-text('List product')")
     expect(as_lead.locator("#product-status")).to_have_text("Draft")

@@ -1,0 +1,20 @@
+// The product form's price policy: show the tiers only for a tiered price and the ε rate and exponent only
+// for a price by privacy loss. Without this script every field stays visible, and the server ignores the
+// ones the chosen policy does not use.
+(function () {
+  "use strict";
+  var choice = document.getElementById("product-price_policy");
+  if (!choice) return;
+  var usedBy = { "product-price_tiers": "tiered", "product-price_epsilon_rate": "noisy",
+                 "product-price_epsilon_exponent": "noisy" };
+
+  function update() {
+    Object.keys(usedBy).forEach(function (id) {
+      var input = document.getElementById(id);
+      var field = input && input.closest(".field");
+      if (field) field.hidden = choice.value !== usedBy[id];
+    });
+  }
+  choice.addEventListener("change", update);
+  update();
+})();
