@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-QUALITY_MEASURES = ("completeness", "validity", "uniqueness", "consistency", "freshness")
+QUALITY_MEASURES = ("completeness", "uniqueness", "validity", "consistency", "freshness")  # as pages show them
 
 
 @dataclass(frozen=True)

@@ -109,22 +109,6 @@ def _quality_note(item: ContributionMetrics | Contributor) -> str:
     return ", ".join(parts)
 
 
-def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
-    """Integer parts of `total` proportional to `weights` that sum exactly to `total` (largest remainder);
-    equal parts when every weight is zero."""
-    if total < 0 or any(w < 0 for w in weights):
-        raise ValueError("amounts and weights cannot be negative")
-    if not weights:
-        return []
-    weights = list(weights) if any(weights) else [1] * len(weights)
-    whole = sum(weights)
-    parts = [total * w // whole for w in weights]
-    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
-    for i in remainders[: total - sum(parts)]:
-        parts[i] += 1
-    return parts
-
-
 def price_quote(
     *, base_price: int, price_per_match: int, query_size: int, contributions: Sequence[ContributionMetrics]
 ) -> PriceQuote:
@@ -151,7 +135,7 @@ def price_quote(
             f"{prefix}quality factor ×{factor:.3f} ({_quality_note(item)})",
             value - raw, "quality"))
     total = base_price + sum(values)
-    parts = split_proportionally(total, values)
+    parts = split_cents(total, values)
     shares = tuple(
         Share(provider=c.provider, dataset=c.dataset, coverage=c.coverage, value=v, share=p)
         for c, v, p in zip(contributions, values, parts, strict=True)

@@ -29,7 +29,6 @@ def _object(table_id: str) -> str:
 def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date | None = None) -> dict[str, Any]:
     """What the marketplace may know of a table: schema, size, quality (measured here, on the import date
     ``today``, UTC by default; ``compute/quality.py``), fingerprint."""
-    today = today or datetime.datetime.now(datetime.UTC).date()
     return {
         "id": table_id,
         "name": name,

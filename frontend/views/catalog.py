@@ -21,10 +21,9 @@ from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, compute_typ
 from marketplace.models import Organisation, PrivacyBudget, Product
 from marketplace.selectors import catalog_providers, dataset_list, product_get, product_search
 from marketplace.services.quotes import quote_request
+from pricing.index import QUALITY_MEASURES
 
 CATALOG_PAGE_SIZE = 12
-# The table-level scores of a dataset's quality class (compute/quality.py), in the order pages show them.
-QUALITY_MEASURES = ("completeness", "uniqueness", "validity", "consistency", "freshness")
 CATALOG_FILTERS = ("q", "category", "tag", "compute_type", "provider", "price_min", "price_max", "ordering")
 ORDERING_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "price": "Price: low to high",
                    "-price": "Price: high to low", "title": "Title A–Z"}

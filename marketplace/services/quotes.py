@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -225,17 +226,13 @@ def product_market_facts(product: Product) -> MarketFacts:
     """Demand, substitutes and price history of a product over the last 30 days (the market class)."""
     since = timezone.now() - MARKET_WINDOW
     quotes = Quote.objects.filter(product=product, created_at__gte=since)
-    prices = sorted(price for price in quotes.filter(status=Quote.Status.READY, price__isnull=False)
-                    .order_by("-created_at").values_list("price", flat=True)[:1000] if price is not None)
-    median = None
-    if prices:
-        middle = len(prices) // 2
-        median = prices[middle] if len(prices) % 2 else (prices[middle - 1] + prices[middle]) // 2
+    prices = [price for price in quotes.filter(status=Quote.Status.READY, price__isnull=False)
+              .order_by("-created_at").values_list("price", flat=True)[:1000] if price is not None]
     return MarketFacts(
         quotes=quotes.count(), orders=Order.objects.filter(product=product, created_at__gte=since).count(),
         substitutes=Product.objects.filter(status=Product.Status.PUBLISHED, category=product.category)
         .exclude(id=product.id).count(),
-        median_price=median,
+        median_price=statistics.median_low(prices) if prices else None,
     )
 
 
