@@ -3,8 +3,6 @@ provider's noisy count, or the noisy overlap histogram of several), then the pri
 breakdown, shares), with every input recorded so that the price can be recomputed."""
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.encoding import payload_digest_compute
 from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.models import Job, StoredTable
@@ -156,8 +155,9 @@ def quote_delivers(quote: Quote) -> str:
 
 
 def pricing_inputs_digest(inputs: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a quote's pricing inputs (sorted keys, no spaces), as audited."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """SHA-256 of the canonical JSON of a quote's pricing inputs, as audited (the audit log's own encoding, so
+    the digest survives the database's round trip of numbers)."""
+    return payload_digest_compute(inputs)
 
 
 def _answer_epsilon(quote: Quote) -> Decimal | None:
