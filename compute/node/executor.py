@@ -119,7 +119,8 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
             payload=payload, state=state, params=job.get("params") or {}, data=data,
             min_cohort=int(job.get("min_cohort", 0)), job_tables=_tables(job), party=planned.party,
             party_roles=tuple(str(p["role"]) for p in job["parties"]),
-            pair_secret=lambda other: _pair_secret(node, job, planned.party, other)))
+            pair_secret=lambda other: _pair_secret(node, job, planned.party, other), job=str(job["job"]),
+            party_nodes=tuple(str(p["slug"]) for p in job["parties"])))
     except ValueError as exc:  # a protocol's malformed message or argument
         raise ComputeError(f"Step {number} ({planned.step.name}) failed: {exc}") from exc
     last = number == len(plan)

@@ -11,8 +11,9 @@ from compute.tabular import Table
 class MemoryData:
     """A party's data as a node gives it to a step, held in memory."""
 
-    def __init__(self, table: Table, rule: str = DEFAULT_ID_RULE) -> None:
+    def __init__(self, table: Table, rule: str = DEFAULT_ID_RULE, name: str = "") -> None:
         self._table, self._rule = table, rule
+        self.name = name or f"table-{id(self):x}"  # the table's id in a job's spec
         self.cache: dict[str, bytes] = {}
         self.store: dict[str, bytes] = {}
 

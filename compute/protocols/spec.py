@@ -62,6 +62,8 @@ class StepInput:
     # A 32-byte secret this party shares with the party at a position, for this job only (from the two nodes'
     # sealing keys: no one else, not the operator, can derive it); None where the engine offers none.
     pair_secret: Callable[[int], bytes] | None = None
+    job: str = ""  # the job's id (a protocol that keeps state across jobs names it by the job that began it)
+    party_nodes: tuple[str, ...] = ()  # the node of each of the job's parties, in order (from the signed spec)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ class ProtocolSpec:
     # What it releases is about the buyer's ids the providers hold: a quote covering none of them (fewer than the
     # cohort) would sell nothing, and cannot be bought. False where the result is over the providers' records.
     over_buyer_ids: bool = True
+    # A protocol run as a chain of jobs (a training, epoch by epoch): while a job's release carries "next" (the
+    # next job's parameters), the marketplace starts a job of this protocol over the same parties and grants.
+    continued_by: str = ""
 
     def role(self, name: str) -> Role:
         for role in self.roles:

@@ -231,6 +231,11 @@ class BuyerParty:
             self.model.weights = self.model.best
         return replies
 
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """The buyer's partial scores u_b (its columns and the intercept) on rows of its own, for prediction."""
+        matrix = (_features(features, None, "buyer") - self.mean) / self.std
+        return np.asarray(matrix @ self.model.weights[:-1] + self.model.weights[-1])
+
     def finish(self, importances: list[bytes]) -> tuple[TrainingReport, bytes]:
         """The report, and the normaliser each provider divides its own importances by."""
         if not self.stopped:

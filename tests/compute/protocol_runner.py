@@ -3,6 +3,7 @@ data, its state between steps, and every message that crossed (to check that not
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,17 @@ class Run:
 
 
 def protocol_run(spec: ProtocolSpec, parties: list[tuple[str, Table]], params: Mapping[str, Any], *,
-                 min_cohort: int = 0) -> Run:
-    """Every step of the spec in plan order; the release of the last one."""
+                 min_cohort: int = 0, data: list[MemoryData] | None = None, job: str = "",
+                 nodes: tuple[str, ...] = ()) -> Run:
+    """Every step of the spec in plan order; the release of the last one. ``data`` carries the parties' nodes
+    from one job to the next (what a protocol kept), ``job`` and ``nodes`` are what the engine would pass."""
     roles = tuple(role for role, _ in parties)
     plan = protocol_plan(spec, list(roles))
-    data = [MemoryData(table) for _, table in parties]
+    data = data if data is not None else [MemoryData(table) for _, table in parties]
+    job = job or str(uuid.uuid4())
+    tables: dict[str, tuple[str, ...]] = {}
+    for (role, _), party in zip(parties, data, strict=True):
+        tables[role] = (*tables.get(role, ()), party.name)
     pairs: dict[tuple[int, int], bytes] = {}
 
     def secret_for(own: int) -> Callable[[int], bytes]:
@@ -39,7 +46,9 @@ def protocol_run(spec: ProtocolSpec, parties: list[tuple[str, Table]], params: M
     for planned in plan:
         output = planned.step.run(StepInput(payload=payload, state=states.get(planned.party), params=params,
                                             data=data[planned.party], min_cohort=min_cohort, party=planned.party,
-                                            party_roles=roles, pair_secret=secret_for(planned.party)))
+                                            party_roles=roles, pair_secret=secret_for(planned.party), job=job,
+                                            job_tables=tables, party_nodes=nodes or tuple(
+                                                f"node-{i}" for i in range(len(parties)))))
         if output.release is not None:
             assert planned is plan[-1] and parties[planned.party][0] == spec.release_to
             return Run(release=output.release, messages=messages, states=kept_states)
