@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 SLITHER_VENV := .venv-slither
 # pyDVL, the KNN-Shapley benchmark's peer, has its own too: it pins numpy < 2, and requirements.txt pins numpy 2.
 PYDVL_VENV := .venv-pydvl
+# SecretFlow's PSI engine (psi_direct) has its own too, for the same reason; `make run` works without it.
+SPU_VENV := .venv-spu
 TEST_ENV := VAR_DIR=$(CURDIR)/var/test \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dataxchange} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}
@@ -38,6 +40,12 @@ $(PYDVL_VENV)/.installed: requirements-pydvl.txt
 	$(PYDVL_VENV)/bin/python -m pip install --quiet -r requirements-pydvl.txt
 	touch $@
 
+$(SPU_VENV)/.installed: requirements-spu.txt
+	test -x $(SPU_VENV)/bin/python || $(PYTHON) -m venv $(SPU_VENV)
+	$(SPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SPU_VENV)/bin/python -m pip install --quiet -r requirements-spu.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -53,7 +61,7 @@ chromium: ## Install Debian's Chromium for the browser tests, if missing
 run: install contracts ## Set up and run the marketplace on its embedded default at http://127.0.0.1:8000
 	$(PY) manage.py run_embedded
 
-test: install chromium lint ## Set up what is missing, lint, and run the whole suite (PostgreSQL, Redis, Ganache, Chromium)
+test: install chromium lint $(SPU_VENV)/.installed ## Set up what is missing, lint, and run the whole suite (PostgreSQL, Redis, Ganache, Chromium)
 	rm -rf var/test
 	$(TEST_ENV) $(PY) -m contracts.compile
 	$(TEST_ENV) $(PY) -m pytest
@@ -68,7 +76,7 @@ lint: install $(SLITHER_VENV)/.installed ## ruff, mypy, and slither (fails on a 
 	$(PY) -m mypy .
 	$(SLITHER_VENV)/bin/slither contracts --config-file slither.config.json
 
-bench: install contracts $(PYDVL_VENV)/.installed ## Benchmarks; results go to docs/benchmarks.md
+bench: install contracts $(PYDVL_VENV)/.installed $(SPU_VENV)/.installed ## Benchmarks; results go to docs/benchmarks.md
 	$(TEST_ENV) $(PY) -m bench
 
 clean: ## Remove local state (database, chain, vaults) and build output

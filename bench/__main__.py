@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark and write their sections into docs/benchmarks.md.
 
 BENCH_QUICK=1 runs small sizes (a smoke run, written to docs/benchmarks-quick.md); BENCH_ONLY=<section>
-(psi, lookup, stats, aggregate, chain, nodes, audit, catalog, purchase, latency, valuation, overlap) runs one and
-replaces only its own section of the file.
+(psi, lookup, stats, aggregate, chain, nodes, audit, catalog, purchase, latency, valuation, overlap, psi_direct,
+vfl) runs one and replaces only its own section of the file.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 SECTIONS = [
     "psi", "lookup", "stats", "aggregate", "chain", "nodes", "audit", "catalog", "purchase", "latency", "valuation",
-    "overlap",
+    "overlap", "psi_direct", "vfl",
 ]
 
 

@@ -275,6 +275,8 @@ NODE_OFFLINE_SECONDS = int(env("NODE_OFFLINE_SECONDS", "60"))
 # the buyer is refunded. Longer than BROKER_VISIBILITY_TIMEOUT: a step whose node died gets its chance
 # to be delivered again first.
 JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "600"))
+# A joint prediction consumes one grant unit per started batch of this many records.
+VFL_PREDICT_BATCH = int(env("VFL_PREDICT_BATCH", "1000"))
 # A finished job whose order is still unsettled this long after is settled by the sweep (its settlement was lost).
 SETTLEMENT_GRACE_SECONDS = float(env("SETTLEMENT_GRACE_SECONDS", "30"))
 # Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).
@@ -290,6 +292,17 @@ QUOTE_VALIDITY_SECONDS = int(env("QUOTE_VALIDITY_SECONDS", "900"))
 # grants at most its NODE_QUOTE_EPSILON_MAX), charged to the buyer's quote budget on the product.
 QUOTE_EPSILON = float(env("QUOTE_EPSILON", "0.5"))
 QUOTE_BUDGET_EPSILON = float(env("QUOTE_BUDGET_EPSILON", "5"))
+
+# PSI over a direct link between the two nodes (protocol psi_direct, SecretFlow's engine in .venv-spu; optional).
+# A psi purchase runs on it when both sides hold at least PSI_DIRECT_MIN_ROWS rows and the engine is installed,
+# or when the buyer asks for psi_transport "direct". The consumer's node listens on PSI_DIRECT_HOST (loopback in
+# the embedded default; a deployment's private address) and tells its peer PSI_DIRECT_ADVERTISED_HOST.
+PSI_DIRECT_MIN_ROWS = int(env("PSI_DIRECT_MIN_ROWS", "200000"))
+PSI_DIRECT_HOST = env("PSI_DIRECT_HOST", "127.0.0.1")
+PSI_DIRECT_ADVERTISED_HOST = env("PSI_DIRECT_ADVERTISED_HOST", "")
+PSI_DIRECT_TIMEOUT = float(env("PSI_DIRECT_TIMEOUT", "600"))  # seconds to wait for the peer, and per message
+PSI_DIRECT_PYTHON = Path(env("PSI_DIRECT_PYTHON", str(BASE_DIR / ".venv-spu" / "bin" / "python")))
+PSI_DIRECT_WORK_DIR = env("PSI_DIRECT_WORK_DIR", "")  # a run's private files (deleted after); "": the temp dir
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,7 @@ urlpatterns = [
     path("orders/<uuid:order_id>/live/", orders.order_live, name="order-live"),
     path("orders/<uuid:order_id>/jobs/", orders.order_run_again, name="order-run-again"),
     path("orders/<uuid:order_id>/revoke/", orders.order_revoke, name="order-revoke"),
+    path("orders/<uuid:order_id>/predict/", orders.order_predict_view, name="order-predict"),
     path("orders/<uuid:order_id>/cancel/", orders.order_cancel_view, name="order-cancel"),
     path("provider/", datasets.console, name="console"),
     path("provider/products/", datasets.product_list_create, name="product-create"),

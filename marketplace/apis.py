@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compute.models import Job
 from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from marketplace import selectors
 from marketplace.catalog_cache import catalog_page_get, catalog_page_set, catalog_product_get, catalog_product_set
@@ -30,6 +31,7 @@ from marketplace.services.catalog import (
     product_create,
     product_transition,
 )
+from marketplace.services.modelling import order_predict
 from marketplace.services.orders import (
     order_cancel,
     order_grant_revoke,
@@ -82,7 +84,17 @@ class JobOutput(serializers.Serializer):
     progress = serializers.JSONField()
     error = serializers.CharField()
     result_cardinality = serializers.IntegerField(allow_null=True)
+    result = serializers.JSONField(help_text="What the job released in public: a count, or a joint model's "
+                                             "validation metrics (AUC, KS, log-loss) and feature importances.")
+    units = serializers.IntegerField(help_text="Grant units the job consumes per grant (a prediction: one per "
+                                               "started batch of VFL_PREDICT_BATCH records).")
     consume_tx_hash = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    seconds = serializers.SerializerMethodField(help_text="From request to release (the latency), once finished.")
+
+    def get_seconds(self, job: Job) -> float | None:
+        return round((job.finished_at - job.created_at).total_seconds(), 3) if job.finished_at else None
 
 
 class ContributionOutput(serializers.Serializer):
@@ -529,6 +541,28 @@ class OrderJobCreateApi(APIView):
         for job in jobs:
             job.refresh_from_db()
         return Response(JobOutput(jobs, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class OrderPredictionApi(APIView):
+    """Score the records of one of the buyer's datasets with the model its joint-modelling order trained: each
+    provider's part scores on its own node; the buyer's node releases the scores as a result table (fetch it
+    sealed with POST /result/). Consumes one unit of each grant per started batch of records."""
+
+    permission_classes = [IsMarketplaceMember]
+
+    class InputSerializer(serializers.Serializer):
+        dataset = serializers.UUIDField(help_text="One of your datasets: the ids to score and your model features.")
+
+    @extend_schema(request=InputSerializer, responses={201: JobOutput})
+    def post(self, request: Request, order_id: str) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        order = selectors.order_get_as_buyer(organisation=organisation, order_id=order_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = order_predict(order=order, organisation=organisation, dataset_id=data.validated_data["dataset"],
+                            actor=_actor(request))
+        job.refresh_from_db()
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
 class OrderCancelApi(APIView):

@@ -23,6 +23,7 @@ urlpatterns = [
     path("orders/create/", apis.OrderCreateApi.as_view(), name="api-order-create"),
     path("orders/<uuid:order_id>/", apis.OrderDetailApi.as_view(), name="api-order-detail"),
     path("orders/<uuid:order_id>/jobs/", apis.OrderJobCreateApi.as_view(), name="api-order-job-create"),
+    path("orders/<uuid:order_id>/predictions/", apis.OrderPredictionApi.as_view(), name="api-order-predictions"),
     path("orders/<uuid:order_id>/result/", apis.OrderResultApi.as_view(), name="api-order-result"),
     path("orders/<uuid:order_id>/revoke/", apis.OrderRevokeApi.as_view(), name="api-order-revoke"),
     path("orders/<uuid:order_id>/cancel/", apis.OrderCancelApi.as_view(), name="api-order-cancel"),

@@ -222,41 +222,42 @@ class LookupClientState:
 
 
 def lookup_request(ids: Sequence[bytes], *, kept_version: bytes | None = None,
-                   key: bytes | None = None) -> tuple[LookupClientState, bytes]:
-    """Step 1 (consumer): blind its distinct ids; ``kept_version`` names the prepared table it holds."""
+                   key: bytes | None = None, limit: int = MAX_IDS) -> tuple[LookupClientState, bytes]:
+    """Step 1 (consumer): blind its distinct ids; ``kept_version`` names the prepared table it holds. ``limit``:
+    the most ids a request may hold (a protocol built on the lookup, e.g. joint prediction, sets its own)."""
     distinct = list(dict.fromkeys(bytes(item) for item in ids))
     if not distinct:
         raise LookupMessageError("A lookup needs at least one id.")
-    if len(distinct) > MAX_IDS:
-        raise LookupMessageError(f"A lookup takes at most {MAX_IDS} ids; this one has {len(distinct)}.")
+    if len(distinct) > limit:
+        raise LookupMessageError(f"A lookup takes at most {limit} ids; this one has {len(distinct)}.")
     key = key or new_key()
     blinded = b"".join(multiply_many(hash_to_curve_many(distinct, DST, compressed=False), key))
     header = _REQUEST.pack(_MAGIC, _KIND_REQUEST, len(distinct), kept_version or _NO_VERSION)
     return LookupClientState(key=key, ids=tuple(distinct)), header + blinded
 
 
-def lookup_request_count(request: bytes) -> int:
+def lookup_request_count(request: bytes, *, limit: int = MAX_IDS) -> int:
     """How many distinct points a request holds (the provider's own count of the query)."""
-    count, _, body = _parse_request(request)
+    count, _, body = _parse_request(request, limit)
     return len({body[i : i + POINT_SIZE] for i in range(0, count * POINT_SIZE, POINT_SIZE)})
 
 
-def _parse_request(request: bytes) -> tuple[int, bytes, bytes]:
+def _parse_request(request: bytes, limit: int = MAX_IDS) -> tuple[int, bytes, bytes]:
     if len(request) < _REQUEST.size:
         raise LookupMessageError("The lookup request is too short.")
     magic, kind, count, version = _REQUEST.unpack_from(request)
     body = request[_REQUEST.size :]
     if magic != _MAGIC or kind != _KIND_REQUEST or len(body) != count * POINT_SIZE:
         raise LookupMessageError("Not a well-formed lookup request.")
-    if count > MAX_IDS:
-        raise LookupMessageError(f"A lookup takes at most {MAX_IDS} ids; this one has {count}.")
+    if count > limit:
+        raise LookupMessageError(f"A lookup takes at most {limit} ids; this one has {count}.")
     return count, version, body
 
 
-def lookup_respond(request: bytes, *, key: bytes, prepared: bytes) -> bytes:
+def lookup_respond(request: bytes, *, key: bytes, prepared: bytes, limit: int = MAX_IDS) -> bytes:
     """Step 2 (provider): evaluate its OPRF on the blinded ids, in order; attach the prepared table
     unless the consumer holds its current version."""
-    count, kept, body = _parse_request(request)
+    count, kept, body = _parse_request(request, limit)
     try:
         evaluated = b"".join(multiply_many([body[i : i + POINT_SIZE] for i in range(0, len(body), POINT_SIZE)], key))
     except InvalidPoint as exc:

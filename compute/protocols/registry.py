@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.protocols import aggregate, coverage, joint_cross, lookup, overlap, psi, stats
+from compute.protocols import (
+    aggregate,
+    coverage,
+    joint_cross,
+    lookup,
+    overlap,
+    psi,
+    psi_direct,
+    stats,
+    vfl,
+    vfl_predict,
+)
 from compute.protocols.spec import ProtocolSpec, TableSchema
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     spec.name: spec
-    for spec in (psi.SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC, psi.CARDINALITY_SPEC,
-                 coverage.SPEC, overlap.SPEC)}
+    for spec in (psi_direct.RELAY_SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC, psi.CARDINALITY_SPEC,
+                 coverage.SPEC, overlap.SPEC, vfl.SPEC, vfl.EPOCH_SPEC, vfl_predict.SPEC, psi_direct.SPEC)}
 
 
 class UnknownProtocol(KeyError):

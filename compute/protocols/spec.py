@@ -150,6 +150,7 @@ class ProtocolSpec:
     # A protocol run as a chain of jobs (a training, epoch by epoch): while a job's release carries "next" (the
     # next job's parameters), the marketplace starts a job of this protocol over the same parties and grants.
     continued_by: str = ""
+    predicted_by: str = ""  # the protocol that scores new records with what a finished chain trained
 
     def role(self, name: str) -> Role:
         for role in self.roles:

@@ -306,6 +306,7 @@ SPEC = ProtocolSpec(
              "features, labels or weights.",
     params=train_params,
     continued_by="vfl_lr_epoch",
+    predicted_by="vfl_predict",
 )
 
 

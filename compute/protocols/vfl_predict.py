@@ -98,7 +98,8 @@ def _blind_step(inputs: StepInput) -> StepOutput:
     states = []
     for index, position in enumerate(provider_positions(inputs)):
         kept = inputs.data.kept(_kept_name(inputs, model, index))
-        state, request = lookup_request(ids, kept_version=prepared_version(kept) if kept is not None else None)
+        state, request = lookup_request(ids, kept_version=prepared_version(kept) if kept is not None else None,
+                                        limit=MAX_IDS)
         states.append(state.to_bytes())
         out[f"request{index}"] = seal_to(inputs, position, request, f"request{index}")
     return StepOutput(message=payload(out), state=payload({f"state{i}": s for i, s in enumerate(states)}))
@@ -112,7 +113,7 @@ def _respond_step(inputs: StepInput) -> StepOutput:
     named = parts(inputs.payload)
     index, consumer = ordinal(inputs), consumer_position(inputs)
     request = open_from(inputs, consumer, named.pop(f"request{index}", None), f"request{index}")
-    cohort_check(lookup_request_count(request), inputs.min_cohort)  # the provider's own count
+    cohort_check(lookup_request_count(request, limit=MAX_IDS), inputs.min_cohort)  # the provider's own count
     key = inputs.data.cached("lookup-key", new_key)
     column = _score_column(model)
 
@@ -128,8 +129,8 @@ def _respond_step(inputs: StepInput) -> StepOutput:
                               ids=inputs.data.ids())
 
     prepared = inputs.data.cached(f"vfl-prep-{columns_digest([column]).hex()[:32]}", prepare)
-    named[f"answer{index}"] = seal_to(inputs, consumer, lookup_respond(request, key=key, prepared=prepared),
-                                      f"answer{index}")
+    answer = lookup_respond(request, key=key, prepared=prepared, limit=MAX_IDS)
+    named[f"answer{index}"] = seal_to(inputs, consumer, answer, f"answer{index}")
     return StepOutput(message=payload(named))
 
 

@@ -12,12 +12,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from compute.models import Job
+from compute.protocols.registry import protocol_get
 from frontend.templatetags.marketplace_ui import cents
 from frontend.views.chain_reads import chain_read
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Order, OrderGrant, Organisation
 from marketplace.selectors import order_get, order_get_as_buyer, order_grants_usage, order_list
+from marketplace.services.modelling import order_model, order_predict
 from marketplace.services.orders import order_cancel, order_grant_revoke, order_job_start
 
 LIVE_ORDER_STATUSES = {Order.Status.PAID, Order.Status.GRANTED, Order.Status.FULFILLING}
@@ -62,10 +64,15 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
             "job": link.job, "provider": link.grant.provider, "dataset": link.grant.contribution.dataset,
         })
     is_buyer = order.buyer_id == organisation.id
+    model = order_model(order) if protocol_get(str(order.terms.get("protocol", "psi"))).predicted_by else None
     return {
         "order": order,
         "jobs": jobs,
         "runs": runs,
+        "model": model.result if model is not None else None,
+        "model_importance": sorted((model.result.get("importance") or {}).get("buyer", {}).items(),
+                                   key=lambda item: -item[1]) if model is not None else [],
+        "datasets": list(organisation.datasets.order_by("name")) if is_buyer and model is not None else [],
         "is_buyer": is_buyer,
         "is_provider": _is_provider(organisation, order),
         "can_cancel": is_buyer and order.status in CANCELLABLE_STATUSES and not links,
@@ -176,6 +183,22 @@ def order_run_again(request: HttpRequest, order_id: UUID) -> HttpResponse:
         return _refused(request, organisation, order, error)
     messages.success(request, f"A new run started: {len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
                               "each using one more unit of its grant.")
+    return redirect("order-detail", order_id=order.id)
+
+
+@login_required
+@require_POST
+def order_predict_view(request: HttpRequest, order_id: UUID) -> HttpResponse:
+    """The buyer scores one of its datasets with the order's trained model (one grant unit per batch)."""
+    organisation = member_organisation(request)
+    order = _buyer_order(organisation, order_id)
+    try:
+        job = order_predict(order=order, organisation=organisation, dataset_id=request.POST.get("dataset", ""),
+                            actor=actor_of(request))
+    except ApplicationError as error:
+        return _refused(request, organisation, order, error)
+    messages.success(request, f"Scoring started: it uses {job.units} unit{'s' if job.units != 1 else ''} of each "
+                              "grant; open the result below when it is done.")
     return redirect("order-detail", order_id=order.id)
 
 

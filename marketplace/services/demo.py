@@ -7,6 +7,8 @@ their tables, ``demo_products`` lists the products over them.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 
 from django.db import transaction
@@ -24,14 +26,38 @@ DEMO_ORGANISATIONS = (
 )
 
 
-def demo_csv(*, ids: list[str], seed: int, with_features: bool) -> bytes:
+def _latent(value: str) -> float:
+    """A customer's hidden credit risk (standard normal), the same wherever the customer is known: the telecom's
+    late payments and the bank's defaults both follow it, so that a joint model has something to find."""
+    digest = hashlib.sha256(value.encode()).digest()
+    first = (int.from_bytes(digest[:8], "big") + 1) / 2**64
+    second = int.from_bytes(digest[8:16], "big") / 2**64
+    return math.sqrt(-2 * math.log(first)) * math.cos(2 * math.pi * second)
+
+
+def demo_csv(*, ids: list[str], seed: int, kind: str) -> bytes:
+    """Synthetic records: "retail" and "telecom" (a provider's features), "bank" (the buyer's: two features of
+    its own and whether the loan defaulted, the label of a joint model), "ids" (ids only)."""
     rng = random.Random(seed)  # noqa: S311 - synthetic demo records
-    if not with_features:
+    if kind == "ids":
         return ("customer_id\n" + "\n".join(ids) + "\n").encode()
-    lines = ["customer_id,region,income_band,risk_score"]
+    lines = {"retail": ["customer_id,region,income_band,risk_score"],
+             "telecom": ["customer_id,region,income_band,risk_score,late_payments,tenure_months"],
+             "bank": ["customer_id,income,age,defaulted"]}[kind]
     for value in ids:
+        risk = _latent(value)
+        if kind == "bank":
+            income = max(8.0, rng.gauss(42, 12) - 4 * risk)
+            odds = 1.8 * risk - 0.04 * (income - 42) - 1.2
+            defaulted = int(rng.random() < 1 / (1 + math.exp(-odds)))
+            lines.append(f"{value},{income:.1f},{rng.randint(21, 70)},{defaulted}")
+            continue
         region = rng.choice(["north", "south", "east", "west", ""])
-        lines.append(f"{value},{region},{rng.randint(1, 9)},{rng.random():.4f}")
+        row = f"{value},{region},{rng.randint(1, 9)},{rng.random():.4f}"
+        if kind == "telecom":
+            late = max(0, round(1.5 + 1.4 * risk + rng.gauss(0, 0.8)))
+            row += f",{late},{max(1, round(rng.gauss(36, 14) - 6 * risk))}"
+        lines.append(row)
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -39,11 +65,11 @@ def demo_files() -> dict[str, tuple[str, bytes]]:
     """For each demo organisation: (dataset name, CSV) to import on its node."""
     return {
         "acme-data": ("Retail customers 2026",
-                      demo_csv(ids=[f"C{n:06d}" for n in range(0, 3000)], seed=1, with_features=True)),
+                      demo_csv(ids=[f"C{n:06d}" for n in range(0, 3000)], seed=1, kind="retail")),
         "beta-insights": ("Telecom subscribers",
-                          demo_csv(ids=[f"C{n:06d}" for n in range(2000, 4000)], seed=2, with_features=True)),
+                          demo_csv(ids=[f"C{n:06d}" for n in range(2000, 4000)], seed=2, kind="telecom")),
         "cobank": ("Loan applicants Q4",
-                   demo_csv(ids=[f"C{n:06d}" for n in range(1500, 2500)], seed=3, with_features=False)),
+                   demo_csv(ids=[f"C{n:06d}" for n in range(1500, 2500)], seed=3, kind="bank")),
     }
 
 
@@ -84,7 +110,8 @@ def demo_products() -> int:
                    validity_days=30, actor="user:alice")
     product_create(provider=beta, dataset_ids=[str(beta_data.id)], title="Telecom subscriber match", publish=True,
                    category="telecom", tags=["subscribers", "telecom"],
-                   description="Check which of your applicants hold an active telecom subscription.",
-                   purposes=["risk_control", "research"], base_price=800, price_per_match=3, quota=10,
-                   validity_days=60, actor="user:bob")
+                   description="Check which of your applicants hold an active telecom subscription, or train a "
+                               "joint risk model on your labels with our late-payment and tenure features.",
+                   purposes=["risk_control", "research"], base_price=800, price_per_match=3, quota=40,
+                   validity_days=60, compute_types=["psi", "vfl_lr"], actor="user:bob")
     return 2

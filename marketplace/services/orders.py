@@ -39,7 +39,9 @@ from marketplace.models import (
     Quote,
 )
 from marketplace.services.ledger import ledger_account, ledger_post
+from marketplace.services.modelling import run_continue, run_succeeded
 from marketplace.services.privacy import privacy_charge, privacy_refund, statistics_spend
+from marketplace.services.psi_transport import psi_transport_choose
 from marketplace.services.quotes import quote_release_refusal
 
 
@@ -251,11 +253,15 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
     batches = [providers] if joint else [[pair] for pair in providers]
     jobs = []
     for batch in batches:
+        # psi runs on the relay or on a direct link between the nodes, by the sets' sizes or the buyer's choice.
+        job_protocol, job_params = psi_transport_choose(
+            protocol=protocol, params=order.terms.get("params") or {}, consumer_rows=consumer.table.row_count,
+            provider_rows=[party.table.row_count for _, party in batch])
         try:
             job = job_create(
-                protocol=protocol,
+                protocol=job_protocol,
                 parties=[consumer, *(party for _, party in batch)],
-                params=order.terms.get("params") or {},
+                params=job_params,
                 units=1,
                 min_cohort=int(order.terms.get("min_cohort", 0)),
                 id_rule=str(order.terms.get("id_rule", DEFAULT_ID_RULE)),
@@ -279,6 +285,8 @@ def order_job_finished(*, job_id: str) -> Order | None:
     if link is None:
         return None
     order = _order_locked(link.order_id)
+    if run_continue(order=order, job=link.job, run=link.run) is not None:
+        return order  # the run goes on: its next job (a training's next epoch) is started
     run = list(order.order_jobs.filter(run=link.run).select_related("job"))
     if all(item.job.is_finished for item in run) and not any(item.job.status == Job.Status.SUCCEEDED for item in run):
         privacy_refund(subject=_run_subject(order, link.run))  # nothing was released: its ε is given back
@@ -292,7 +300,7 @@ def order_job_finished(*, job_id: str) -> Order | None:
 
 
 def _settle(order: Order, first_run: list[OrderJob]) -> None:
-    succeeded = [item for item in first_run if item.job.status == Job.Status.SUCCEEDED]
+    succeeded = run_succeeded(first_run)
     paid = sum(item.grant.share for item in succeeded)
     if succeeded:
         fee_bps = int(order.terms.get("platform_fee_bps", settings.PLATFORM_FEE_BPS))

@@ -57,11 +57,19 @@ def _compute_choice(product: Product, dataset: Dataset, compute_type: str,
     schemas = {"consumer": [_schema(dataset.table)],
                "provider": [_schema(c.dataset.table) for c in product.contributions.select_related("dataset__table")]}
     try:
-        params = protocol_get(compute_type).params(params, schemas)
+        spec = protocol_get(compute_type)
+        params = spec.params(params, schemas)
     except UnknownProtocol as exc:
         raise ApplicationError(exc.message, {"field": "compute_type"}) from exc
     except ParamsError as exc:
         raise ApplicationError(str(exc), {"field": "params"}) from exc
+    if spec.continued_by:  # a training: its set-up job and each epoch's use a unit of every grant
+        jobs = 1 + int(params.get("max_epochs", 0))
+        if jobs > product.quota:
+            raise ApplicationError(
+                f"A training runs up to {jobs} jobs (its set-up and {jobs - 1} epochs), each using a unit of the "
+                f"grant; this product's quota is {product.quota}: ask for at most {max(product.quota - 1, 0)} "
+                "epochs (max_epochs).", {"field": "params"})
     return compute_type, params
 
 

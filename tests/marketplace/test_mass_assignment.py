@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
+from compute.models import Job
 from marketplace.models import ApiToken, Dataset, LedgerAccount, Member, Order, Product, ProductDataset, Quote
 from marketplace.services.organisations import member_create, organisation_create
 from tests.marketplace.api_flow import client_for, sealed_for_my_node, wait_import
@@ -47,7 +48,7 @@ COVERED = {
     "api-dataset-import", "api-product-create", "api-product-status", "api-product-contribute",
     "api-product-contribution-decide",
     "api-quote-create", "api-order-create", "api-token-create", "api-member-create", "api-ledger-top-up",
-    "api-order-result",
+    "api-order-result", "api-order-predictions",
     # Actions without a body: there is nothing to forge beyond the path, walked by test_access_walk.
     "api-order-job-create", "api-order-revoke", "api-order-cancel", "api-token-revoke", "api-member-disable",
     "api-member-enable",
@@ -175,6 +176,18 @@ def test_it_ignores_forged_fields_on_quote_and_order(worlds):
     assert balance_before - balance_after == quote.price  # debited the quote's price, nothing else
     other_balance = LedgerAccount.objects.get(organisation=other.consumer.organisation, kind="balance").balance
     assert other_balance == 10_000_000 - other.order["price"]
+
+
+def test_it_ignores_forged_fields_on_a_prediction(worlds):
+    """A prediction takes a dataset only: a model, units or protocol sent along are not the client's to set
+    (here the order is a PSI's, which has no model: refused, and no job is made)."""
+    me, other = worlds
+    jobs = Job.objects.count()
+    response = client_for(me.consumer.token).post(f"/api/orders/{me.order['id']}/predictions/", forged(other) | {
+        "dataset": me.consumer_dataset["id"], "model": str(uuid.uuid4()), "units": 0, "protocol": "vfl_predict"},
+        format="json")
+    assert response.status_code == 400 and "no model to predict with" in response.json()["message"]
+    assert Job.objects.count() == jobs
 
 
 def test_it_ignores_forged_fields_on_tokens_and_members(worlds):
