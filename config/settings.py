@@ -277,6 +277,8 @@ NODE_OFFLINE_SECONDS = int(env("NODE_OFFLINE_SECONDS", "60"))
 JOB_STALL_SECONDS = int(env("JOB_STALL_SECONDS", "600"))
 # A joint prediction consumes one grant unit per started batch of this many records.
 VFL_PREDICT_BATCH = int(env("VFL_PREDICT_BATCH", "1000"))
+# A buyer runs at most this many joint-modelling trials (vfl_trial) of one product.
+VFL_TRIALS_PER_PRODUCT = int(env("VFL_TRIALS_PER_PRODUCT", "3"))
 # A finished job whose order is still unsettled this long after is settled by the sweep (its settlement was lost).
 SETTLEMENT_GRACE_SECONDS = float(env("SETTLEMENT_GRACE_SECONDS", "30"))
 # Which audit parties (organisation slugs) a user may read; None means all (operator, auditor).

@@ -109,6 +109,8 @@ class ProductCreateForm(forms.Form):
             ("per_match", "Per match: base price + each matched record × one blended quality"),
             ("tiered", "Tiered by volume: base price + a rate per matched record that falls with volume"),
             ("noisy", "By privacy loss (statistics with a budget): base price + a rate × ε^exponent"),
+            ("utility", "By utility (joint modelling and its trial): the AUC uplift the buyer's trial measured × "
+                        "the providers' share × the buyer's value of an AUC point, within a floor and a ceiling"),
         ],
         help_text="Every policy is arbitrage-free: splitting a purchase, or averaging noisier answers, never costs "
                   "a buyer less. Co-providers split the price by their contribution.",
@@ -125,6 +127,12 @@ class ProductCreateForm(forms.Form):
         label="Exponent of ε", required=False, min_value=Decimal("0.01"), max_value=Decimal("1"), max_digits=4,
         decimal_places=2, initial=Decimal("1"), help_text="From 0.01 to 1: the price grows with ε, never faster.",
     )
+    price_floor = forms.DecimalField(
+        label="Floor ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text="For the utility policy: the least a model costs; a trial costs the floor.")
+    price_ceiling = forms.DecimalField(
+        label="Ceiling ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text="For the utility policy: the most a model costs, whatever uplift was measured.")
     publish = forms.BooleanField(
         label="Publish now", required=False, initial=True,
         help_text="Leave unticked to keep a draft that partner providers can contribute datasets to.",
@@ -149,6 +157,13 @@ class ProductCreateForm(forms.Form):
                 self.add_error("price_epsilon_rate", "Give the price per unit of ε for this policy.")
                 return data
             record = {"kind": "noisy", "base": cents_of(base), "rate": str(rate * 100), "exponent": str(exponent)}
+        elif kind == "utility":
+            floor, ceiling = data.get("price_floor"), data.get("price_ceiling")
+            if floor is None or ceiling is None:
+                self.add_error("price_floor" if floor is None else "price_ceiling",
+                               "Give the floor and the ceiling of a price by utility.")
+                return data
+            record = {"kind": "utility", "floor": cents_of(floor), "ceiling": cents_of(ceiling)}
         data["price_policy_record"] = record
         return data
 
@@ -223,7 +238,24 @@ class QuoteRequestForm(forms.Form):
         help_text="For statistics: the noise's ε (smaller is more private and noisier); charged to your "
                   "statistics budget on this product for each run.")
 
+    label = forms.CharField(
+        label="Label column", max_length=200, required=False,
+        help_text="For joint modelling: your column of 0/1 outcomes the model learns to predict (your other "
+                  "numeric columns are your features).")
+    max_epochs = forms.IntegerField(
+        label="Epochs, at most", min_value=1, max_value=200, initial=30, required=False,
+        help_text="For joint modelling: each epoch is a job that uses one unit of each grant; training stops "
+                  "earlier when the validation loss stops improving.")
+    sample = forms.IntegerField(
+        label="Trial sample (rows)", min_value=100, max_value=20_000, initial=5_000, required=False,
+        help_text="For a trial: how many of the aligned ids it trains and validates on.")
+    value_per_auc_point = forms.DecimalField(
+        label="Value of one AUC point ($)", min_value=Decimal("0"), max_digits=12, decimal_places=2, required=False,
+        help_text="For a model priced by utility: what 0.01 of AUC is worth to you; the price is your trial's "
+                  "uplift × the providers' share × this value, within the product's floor and ceiling.")
+
     STATISTICS_FIELDS = ("value_column", "group_column", "bound_low", "bound_high", "decimals", "epsilon")
+    MODELLING_FIELDS = ("label", "max_epochs", "sample", "value_per_auc_point")
     ACROSS_FIELDS = ("groups", "bins")
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], purposes: list[str], compute_types: list[str],
@@ -248,6 +280,10 @@ class QuoteRequestForm(forms.Form):
         if "joint_stats" not in compute_types:
             for name in self.ACROSS_FIELDS:
                 del self.fields[name]
+        self._modelling = [kind for kind in compute_types if kind in ("vfl_lr", "vfl_trial")]
+        if not self._modelling:
+            for name in self.MODELLING_FIELDS:
+                del self.fields[name]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -269,7 +305,15 @@ class QuoteRequestForm(forms.Form):
     def params(self) -> dict[str, Any]:
         """The chosen protocol's parameters (the protocol checks them)."""
         data = self.cleaned_data
-        kind = data.get("compute_type") or (self._statistics[0] if self._statistics else "")
+        kind = data.get("compute_type") or (self._statistics[0] if self._statistics else "") or (
+            self._modelling[0] if self._modelling else "")
+        if kind in self._modelling:
+            modelling: dict[str, Any] = {"label": (data.get("label") or "").strip()}
+            if data.get("max_epochs"):
+                modelling["max_epochs"] = data["max_epochs"]
+            if kind == "vfl_trial" and data.get("sample"):
+                modelling["sample"] = data["sample"]
+            return modelling
         if kind in self._statistics:
             params: dict[str, Any] = {"value_column": data.get("value_column") or ""}
             if data.get("group_column"):
@@ -284,6 +328,11 @@ class QuoteRequestForm(forms.Form):
             return params
         columns = data.get("columns")
         return {"columns": list(columns)} if columns else {}
+
+    def declared_value(self) -> int | None:
+        """The buyer's value of an AUC point, in cents (a utility-priced model's quote), or None."""
+        value = self.cleaned_data.get("value_per_auc_point")
+        return None if value is None else int(value * 100)
 
 
 class BuyForm(forms.Form):

@@ -136,7 +136,7 @@ class QuoteOutput(serializers.ModelSerializer):
     class Meta:
         model = Quote
         fields = ["id", "product", "buyer_dataset", "purpose", "compute_type", "params", "status", "coverage",
-                  "breakdown", "shares", "index", "pricing_inputs",
+                  "breakdown", "shares", "index", "pricing_inputs", "value_per_auc_point",
                   "price", "error", "valid_until", "delivers", "refusal", "measurements", "created_at"]
 
     def get_delivers(self, quote: Quote) -> str:
@@ -454,6 +454,10 @@ class QuoteCreateApi(APIView):
             required=False, allow_blank=True, max_length=32,
             help_text="One of the product's compute types (its first by default).")
         params = serializers.DictField(required=False, help_text="The protocol's parameters, if it takes any.")
+        value_per_auc_point = serializers.IntegerField(
+            required=False, min_value=0, help_text="Joint modelling priced by utility: cents one point (0.01) of "
+                                                   "AUC is worth to you; the price is the uplift your trial measured "
+                                                   "× the providers' share × this value, within floor and ceiling.")
 
     @extend_schema(request=InputSerializer, responses={201: QuoteOutput})
     def post(self, request: Request) -> Response:
@@ -467,6 +471,7 @@ class QuoteCreateApi(APIView):
             purpose=data.validated_data["purpose"],
             compute_type=data.validated_data.get("compute_type", ""),
             params=data.validated_data.get("params") or {},
+            value_per_auc_point=data.validated_data.get("value_per_auc_point"),
             actor=_actor(request),
         )
         quote.refresh_from_db()

@@ -92,7 +92,7 @@ def utility_class(trial: Mapping[str, Any] | None = None) -> IndexClass:
     """From a private trial's metrics (AUC with and without the providers' features), when one ran."""
     if not trial:
         return IndexClass("utility", None, {}, "Not measured: a private trial (joint modelling on a sample of "
-                                               "the aligned ids) is not offered yet.")
+                                               "your aligned ids, where the product sells one) measures it.")
     uplift = float(trial["auc_with"]) - float(trial["auc_without"])
     return IndexClass("utility", round(max(min(uplift / 0.5, 1.0), 0.0), 6), dict(trial) | {"auc_uplift": uplift},
                       "AUC uplift of the trial model over your features alone (0.5 AUC points of uplift scores 1).")

@@ -213,18 +213,19 @@ def price_quote_joint(
     return PriceQuote(lines=tuple(lines), total=total, shares=shares)
 
 
-def policy_check(record: Mapping[str, Any], *, budgeted: bool) -> Policy:
+def policy_check(record: Mapping[str, Any], *, budgeted: bool, trialled: bool = False) -> Policy:
     """The price policy a provider chose for a product, checked (ValueError saying what is wrong).
 
     A noisy-answer price needs an ε, so it suits only a product whose every protocol is budgeted; a
-    utility-based price needs a private trial's uplift, which a quote does not measure yet."""
+    utility-based price needs a private trial's uplift, so it suits only a product that sells joint modelling
+    and its trial, and nothing else (``trialled``)."""
     policy = policy_from_record(record)
     if isinstance(policy, NoisyAnswer) and not budgeted:
         raise ValueError("a noisy-answer price needs an ε: the product must sell only protocols with a privacy "
                          "budget (statistics)")
-    if isinstance(policy, UtilityBased):
-        raise ValueError("a utility-based price needs a private trial's uplift, which quotes do not run yet; "
-                         "choose posted, per_match, tiered or noisy")
+    if isinstance(policy, UtilityBased) and not trialled:
+        raise ValueError("a utility-based price needs a private trial's uplift: the product must sell joint "
+                         "modelling (vfl_lr) and its trial (vfl_trial), and nothing else")
     return policy
 
 

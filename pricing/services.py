@@ -11,7 +11,7 @@ from django.conf import settings
 
 from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job, StoredTable
-from pricing.policies import PriceInputs, policy_from_record
+from pricing.policies import Posted, PriceInputs, UtilityBased, policy_from_record
 from pricing.policy import (
     ContributionMetrics,
     Contributor,
@@ -56,6 +56,7 @@ def _quality(table: StoredTable) -> dict[str, Any]:
 def quote_price_from_job(
     *, job: Job, contributions: Sequence[tuple[str, str, StoredTable]], base_price: int, price_per_match: int,
     policy: Mapping[str, Any] | None = None, epsilon: Decimal | None = None,
+    utility: Mapping[str, Any] | None = None,
 ) -> tuple[PriceQuote, dict[str, Any]]:
     """Price from a quote's finished coverage job over the contributions (provider, dataset, table), in the
     job's order of providers; return the price and every input it used (for `quote_recompute`).
@@ -63,7 +64,9 @@ def quote_price_from_job(
     Each provider's value is its matched ids (its Shapley share of the union for several) × the price per
     match × its quality; with no `policy` the price is the base fee plus those values, with one (the
     product's own, `pricing.policies`) the policy sets the price and the values split it. `epsilon`: the
-    privacy loss of the answer bought, for a noisy-answer policy."""
+    privacy loss of the answer bought, for a noisy-answer policy. `utility`, for a utility-based policy: a
+    trial's quote ({"trial_quote": True}: it costs the policy's floor, as a posted price) or the model's
+    ({"auc_uplift", "provider_share", "value_per_auc_point"}: the trial's measures and the buyer's value)."""
     if job.status != Job.Status.SUCCEEDED:
         raise ValueError("the coverage job has not succeeded")
     common = {"base_price": base_price, "price_per_match": price_per_match,
@@ -92,8 +95,18 @@ def quote_price_from_job(
     if not policy:
         return valued, inputs
     factors = [Fraction(quality_factor(**quality)) for quality in qualities]
-    price_inputs = PriceInputs(matched=matched, query_size=common["query_size"], epsilon=epsilon,
-                               quality_factor=blended_quality(valued, factors))
     chosen = policy_from_record(policy)
+    measured: dict[str, Any] = {}
+    if isinstance(chosen, UtilityBased):
+        if utility is None:
+            raise ValueError("a utility-based price needs a trial's uplift")
+        if utility.get("trial_quote"):
+            chosen = Posted(amount=chosen.floor)  # a trial costs the floor of the price it informs
+        else:
+            measured = {"auc_uplift": Decimal(str(utility["auc_uplift"])),
+                        "provider_share": Decimal(str(utility["provider_share"])),
+                        "value_per_auc_point": int(utility["value_per_auc_point"])}
+    price_inputs = PriceInputs(matched=matched, query_size=common["query_size"], epsilon=epsilon,
+                               quality_factor=blended_quality(valued, factors), **measured)
     inputs.update(policy=chosen.as_record(), policy_inputs=price_inputs.as_record())
     return price_by_policy(valued, policy=chosen, inputs=price_inputs), inputs

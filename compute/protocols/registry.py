@@ -20,8 +20,9 @@ from compute.protocols.spec import ProtocolSpec, TableSchema
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     spec.name: spec
-    for spec in (psi_direct.RELAY_SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC, psi.CARDINALITY_SPEC,
-                 coverage.SPEC, overlap.SPEC, vfl.SPEC, vfl.EPOCH_SPEC, vfl_predict.SPEC, psi_direct.SPEC)}
+    for spec in (psi_direct.RELAY_SPEC, lookup.SPEC, stats.SPEC, aggregate.SPEC, joint_cross.SPEC,
+                 psi.CARDINALITY_SPEC, coverage.SPEC, overlap.SPEC, vfl.SPEC, vfl.TRIAL_SPEC, vfl.EPOCH_SPEC,
+                 vfl_predict.SPEC, psi_direct.SPEC)}
 
 
 class UnknownProtocol(KeyError):

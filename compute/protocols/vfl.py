@@ -29,6 +29,7 @@ provider on its way tells it nothing but sizes. Who learns what: docs/protocols.
 """
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,8 +74,10 @@ from compute.protocols.vfl_parts import (
 )
 from compute.vfl.features import feature_matrix, labels_vector, numeric_columns
 from compute.vfl.lr import BuyerParty, ProviderParty, TrainingParams
+from compute.vfl.metrics import auc, ks, lift_top_decile, own_model_scores
 
 MAX_EPOCHS = 200
+TRIAL_MAX_ROWS = 20_000  # a trial's sample of the aligned ids, at most
 MAX_COLUMNS = 100
 
 ROLES = (
@@ -138,6 +141,13 @@ def train_params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSch
         checked["features"] = features
     if provider_features is not None:
         checked["provider_features"] = provider_features
+    return checked
+
+
+def trial_params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]) -> dict[str, Any]:
+    """A trial's parameters: a training's, and how many aligned rows to sample (at most TRIAL_MAX_ROWS)."""
+    checked = train_params({key: value for key, value in raw.items() if key != "sample"}, schemas)
+    checked["sample"] = int(_number(raw, "sample", 5_000, 100, TRIAL_MAX_ROWS, integer=True))
     return checked
 
 
@@ -214,6 +224,9 @@ def _align_step(inputs: StepInput) -> StepOutput:
     labels = labels_vector(table, list(first_row.values()), label)
     usable = [value for value, y in zip(first_row, labels, strict=True) if y >= 0]
     secrets.SystemRandom().shuffle(usable)
+    trial = "sample" in inputs.params
+    if trial:  # a trial trains on a random sample of the aligned ids, no more
+        usable = usable[: int(inputs.params["sample"])]
     cohort_check(len(usable), inputs.min_cohort)
     rows = [first_row[value] for value in usable]
     y = labels_vector(table, rows, label)
@@ -233,7 +246,7 @@ def _align_step(inputs: StepInput) -> StepOutput:
         out[f"setup{index}"] = seal_to(inputs, position, setup, f"setup{index}")
     part = ModelPart(model=inputs.job, consumer_node=_node(inputs, consumer),
                      provider_tables=list(inputs.job_tables.get(PROVIDER, ())), columns=list(columns), party=buyer,
-                     extra={"label": label, "aligned": len(usable), "aligned_ids": usable})
+                     extra={"label": label, "aligned": len(usable), "aligned_ids": usable, "trial": trial})
     return StepOutput(message=payload(out), state=part.to_bytes())
 
 
@@ -264,7 +277,7 @@ def _join_step(inputs: StepInput) -> StepOutput:
         raise ComputeError(f"The provider cannot join the training: {exc}") from exc
     part_keep(inputs, ModelPart(model=inputs.job, consumer_node=_node(inputs, consumer),
                                 provider_tables=list(inputs.job_tables.get(PROVIDER, ())), columns=list(columns),
-                                party=party))
+                                party=party, extra={"trial": "sample" in inputs.params}))
     named[f"keys{index}"] = seal_to(inputs, consumer, party.keys(), f"keys{index}")
     return StepOutput(message=payload(named))
 
@@ -308,6 +321,12 @@ SPEC = ProtocolSpec(
     continued_by="vfl_lr_epoch",
     predicted_by="vfl_predict",
 )
+
+
+TRIAL_SPEC = dataclasses.replace(
+    SPEC, name="vfl_trial", label="Joint modelling trial (on a sample)", params=trial_params, predicted_by="",
+    releases="As joint modelling, on a random sample of the aligned ids (at most 20,000), plus the uplift: the "
+             "metrics of the buyer's own columns alone on the same rows; the trial's model scores nothing.")
 
 
 # --- vfl_lr_epoch: one iteration -------------------------------------------------------------------
@@ -443,10 +462,25 @@ def _report_step(inputs: StepInput) -> StepOutput:
             "importance": {"buyer": {name: round(value, 6) for name, value in
                                      zip(part.columns, report.buyer_importance, strict=True)},
                            "providers": [round(value, 6) for value in report.provider_importance]}})
+        if part.extra.get("trial"):
+            public["trial"] = _trial_metrics(buyer, report.validation_scores)
     else:
         public["next"] = {"model": part.model, "iteration": buyer.iteration}
     part_keep(inputs, part)
     return StepOutput(release=Release(cohort=aligned, public=public))
+
+
+def _trial_metrics(buyer: BuyerParty, joint_scores: np.ndarray) -> dict[str, float]:
+    """The uplift a trial measures: the joint model against the buyer's own columns alone, fitted here in
+    plaintext on the same training rows and judged on the same validation rows."""
+    labels = buyer.labels[buyer.valid]
+    own = own_model_scores(buyer.columns[~buyer.valid], buyer.labels[~buyer.valid], buyer.columns[buyer.valid],
+                           buyer.params.l2)
+    with_auc, without_auc = auc(labels, joint_scores), auc(labels, own)
+    return {"auc_with": round(with_auc, 6), "auc_without": round(without_auc, 6),
+            "auc_uplift": round(with_auc - without_auc, 6), "ks_with": round(ks(labels, joint_scores), 6),
+            "ks_without": round(ks(labels, own), 6), "lift_with": round(lift_top_decile(labels, joint_scores), 4),
+            "lift_without": round(lift_top_decile(labels, own), 4)}
 
 
 EPOCH_SPEC = ProtocolSpec(

@@ -91,7 +91,8 @@ def _kept_name(inputs: StepInput, model: str, index: int) -> str:
 
 def _blind_step(inputs: StepInput) -> StepOutput:
     model = str(inputs.params["model"])
-    part_load(inputs, model)  # the buyer holds its part of this model, trained with these providers
+    if part_load(inputs, model).extra.get("trial"):  # the buyer holds its part, trained with these providers
+        raise ComputeError("The model the job names was a trial's: a trial measures, it does not score.")
     ids = party_ids(inputs.data)
     cohort_check(len(set(ids)), inputs.min_cohort)
     out: dict[str, bytes] = {}
@@ -108,6 +109,8 @@ def _blind_step(inputs: StepInput) -> StepOutput:
 def _respond_step(inputs: StepInput) -> StepOutput:
     model = str(inputs.params["model"])
     part = part_load(inputs, model)
+    if part.extra.get("trial"):
+        raise ComputeError("The model the job names was a trial's: a trial measures, it does not score.")
     provider = part.party
     assert isinstance(provider, ProviderParty)
     named = parts(inputs.payload)

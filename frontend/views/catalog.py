@@ -200,6 +200,7 @@ def quote_create(request: HttpRequest, product_id: UUID) -> HttpResponse:
             purpose=form.cleaned_data["purpose"],
             compute_type=form.cleaned_data.get("compute_type") or "",
             params=form.params(),
+            value_per_auc_point=form.declared_value() if "value_per_auc_point" in form.fields else None,
             actor=actor_of(request),
         )
     except ApplicationError as error:

@@ -33,6 +33,9 @@ class Quote(models.Model):
     index = models.JSONField(default=list, blank=True,
                              help_text="The contribution index: quality, coverage, utility and market (pricing.index).")
     price = models.PositiveIntegerField(null=True, blank=True, help_text="Total, in cents.")
+    value_per_auc_point = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Cents the buyer declares one point (0.01) of AUC is worth to it: a "
+                                         "utility-based price uses it with a trial's measured uplift.")
     error = models.TextField(blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -23,6 +23,7 @@ from compute.protocols.registry import protocol_get, protocols_sold
 from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
+from marketplace.services.modelling import MODELLING
 from pricing.policy import policy_check
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -123,7 +124,7 @@ def _clean_price_policy(record: dict[str, Any] | None, *, compute_types: list[st
         raise ApplicationError("The price policy is an object with a \"kind\".", {"field": "price_policy"})
     budgeted = privacy_epsilon is not None and all(protocol_get(name).budgeted for name in compute_types)
     try:
-        return policy_check(record, budgeted=budgeted).as_record()
+        return policy_check(record, budgeted=budgeted, trialled=set(compute_types) == set(MODELLING)).as_record()
     except (ValueError, ArithmeticError) as error:
         raise ApplicationError(f"Price policy: {error}.", {"field": "price_policy"}) from error
 

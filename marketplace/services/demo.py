@@ -113,5 +113,5 @@ def demo_products() -> int:
                    description="Check which of your applicants hold an active telecom subscription, or train a "
                                "joint risk model on your labels with our late-payment and tenure features.",
                    purposes=["risk_control", "research"], base_price=800, price_per_match=3, quota=40,
-                   validity_days=60, compute_types=["psi", "vfl_lr"], actor="user:bob")
+                   validity_days=60, compute_types=["psi", "vfl_lr", "vfl_trial"], actor="user:bob")
     return 2

@@ -20,7 +20,36 @@ from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job
 from compute.protocols.registry import protocol_get
 from marketplace.exceptions import ApplicationError, NotFound
-from marketplace.models import Dataset, Order, OrderGrant, OrderJob, Organisation
+from marketplace.models import Dataset, Order, OrderGrant, OrderJob, Organisation, Product
+
+MODELLING = ("vfl_lr", "vfl_trial")  # joint modelling and its trial: what a utility-based price sells
+TRIAL = "vfl_trial"
+
+
+def trial_latest(*, buyer: Organisation, product: Product) -> dict[str, Any] | None:
+    """What the buyer's latest finished trial of the product measured (the buyer node's release: AUC with and
+    without the providers' columns, KS, lift), with the providers' share of the trial model's importance and
+    the trial's order; None when no trial has finished."""
+    orders = Order.objects.filter(buyer=buyer, product=product, terms__protocol=TRIAL,
+                                  status=Order.Status.FULFILLED).order_by("-created_at")
+    for order in orders[:20]:
+        model = order_model(order)
+        if model is not None and isinstance(model.result.get("trial"), dict):
+            providers = (model.result.get("importance") or {}).get("providers") or []
+            return {**model.result["trial"], "providers_share": round(min(max(sum(providers), 0.0), 1.0), 6),
+                    "rows": model.result.get("aligned"), "order": str(order.id)}
+    return None
+
+
+def trial_budget_check(*, buyer: Organisation, product: Product) -> None:
+    """A buyer runs at most VFL_TRIALS_PER_PRODUCT trials of a product (a trial's metrics tell it what the
+    providers' columns are worth on its sample; the allowance bounds how much it learns before it buys)."""
+    used = Order.objects.filter(buyer=buyer, product=product, terms__protocol=TRIAL).exclude(
+        status__in=[Order.Status.CANCELLED, Order.Status.REFUNDED]).count()
+    allowed = settings.VFL_TRIALS_PER_PRODUCT
+    if used >= allowed:
+        raise ApplicationError(f"You have run {used} trials of this product, its allowance: buy the joint model "
+                               "itself, or ask its provider.", {"field": "compute_type", "trials_allowed": allowed})
 
 
 def run_continue(*, order: Order, job: Job, run: int) -> Job | None:

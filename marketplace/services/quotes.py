@@ -20,6 +20,7 @@ from compute.protocols.registry import UnknownProtocol, protocol_get, table_sche
 from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Order, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
+from marketplace.services.modelling import TRIAL, trial_budget_check, trial_latest
 from marketplace.services.privacy import (
     BudgetExhausted,
     epsilon_text,
@@ -89,6 +90,39 @@ def _statistics_budget_check(*, buyer: Organisation, product: Product, compute_t
             {"field": "params", "budget": "stats", "epsilon_left": str(budget.epsilon_left)})
 
 
+def _utility_check(*, buyer: Organisation, product: Product, compute_type: str,
+                   value_per_auc_point: int | None) -> None:
+    """A trial is within the buyer's allowance; a model priced by utility has a finished trial to price from
+    and the buyer's declared value of an AUC point."""
+    if value_per_auc_point is not None and value_per_auc_point < 0:
+        raise ApplicationError("value_per_auc_point is a number of cents, 0 or more.",
+                               {"field": "value_per_auc_point"})
+    if compute_type == TRIAL:
+        trial_budget_check(buyer=buyer, product=product)
+    if (product.price_policy or {}).get("kind") != "utility" or compute_type == TRIAL:
+        return
+    if trial_latest(buyer=buyer, product=product) is None:
+        raise ApplicationError("This product is priced by the AUC uplift a private trial measures on your data: "
+                               "run a trial first (compute type vfl_trial).", {"field": "compute_type"})
+    if value_per_auc_point is None:
+        raise ApplicationError("Say what one point of AUC (0.01) is worth to you, in cents (value_per_auc_point): "
+                               "the price is the measured uplift × the providers' share × that value.",
+                               {"field": "value_per_auc_point"})
+
+
+def _utility_inputs(quote: Quote) -> dict[str, Any] | None:
+    """What a utility-based price reads: a trial's quote, or the model's with the trial's measures."""
+    if (quote.product.price_policy or {}).get("kind") != "utility":
+        return None
+    if quote.compute_type == TRIAL:
+        return {"trial_quote": True}
+    trial = trial_latest(buyer=quote.buyer, product=quote.product)
+    if trial is None or quote.value_per_auc_point is None:
+        return None
+    return {"auc_uplift": trial["auc_uplift"], "provider_share": trial["providers_share"],
+            "value_per_auc_point": quote.value_per_auc_point}
+
+
 def _schema(table: StoredTable) -> TableSchema:
     return table_schema(columns=table.columns, id_column=table.id_column, rows=table.row_count)
 
@@ -96,7 +130,7 @@ def _schema(table: StoredTable) -> TableSchema:
 @transaction.atomic
 def quote_request(
     *, buyer: Organisation, product_id: str, dataset_id: str, purpose: str, actor: str,
-    compute_type: str = "", params: dict[str, Any] | None = None,
+    compute_type: str = "", params: dict[str, Any] | None = None, value_per_auc_point: int | None = None,
 ) -> Quote:
     """Start a quote for one of the product's compute types (its first by default), with that protocol's
     parameters checked: measure privately how many of the buyer's ids each contributing dataset covers."""
@@ -114,8 +148,9 @@ def quote_request(
         )
     compute_type, params = _compute_choice(product, dataset, compute_type, params or {})
     _statistics_budget_check(buyer=buyer, product=product, compute_type=compute_type, params=params)
+    _utility_check(buyer=buyer, product=product, compute_type=compute_type, value_per_auc_point=value_per_auc_point)
     quote = Quote.objects.create(product=product, buyer=buyer, buyer_dataset=dataset, purpose=purpose,
-                                 compute_type=compute_type, params=params)
+                                 compute_type=compute_type, params=params, value_per_auc_point=value_per_auc_point)
     # Charged before any job starts; a quote refused here leaves nothing behind (one transaction).
     privacy_charge(buyer=buyer, product=product, kind=PrivacyBudget.Kind.QUOTE, epsilon=settings.QUOTE_EPSILON,
                    subject=f"quote:{quote.id}", actor=actor)
@@ -207,6 +242,7 @@ def quote_finalize(*, quote_id: str) -> Quote:
                 price_per_match=quote.product.price_per_match,
                 policy=quote.product.price_policy or None,
                 epsilon=_answer_epsilon(quote),
+                utility=_utility_inputs(quote),
             )
             quote.coverage = job.result_cardinality or 0
             index = _index(quote, measurements, priced, query_size=int(inputs["query_size"]))
@@ -261,7 +297,7 @@ def _index(quote: Quote, measurements: list[QuoteMeasurement], priced: PriceQuot
         quality=quality_class(datasets),
         coverage=coverage_class(union=min(quote.coverage or 0, query_size), query_size=query_size,
                                 providers=providers),
-        utility=utility_class(None),
+        utility=utility_class(trial_latest(buyer=quote.buyer, product=quote.product)),
         market=market_class(product_market_facts(quote.product)),
     )
 

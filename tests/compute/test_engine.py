@@ -94,7 +94,7 @@ def test_parties_that_do_not_fit_the_spec_are_refused(roles, message):
 
 def test_registry_lists_what_it_runs_and_refuses_the_rest():
     assert {spec.name for spec in registry.protocols_sold()} == {
-        "psi", "lookup", "cross_stats", "joint_stats", "joint_cross_stats", "vfl_lr"}
+        "psi", "lookup", "cross_stats", "joint_stats", "joint_cross_stats", "vfl_lr", "vfl_trial"}
     assert registry.protocol_get("psi_cardinality").grant_required is False
     with pytest.raises(registry.UnknownProtocol) as error:
         registry.protocol_get("telepathy")

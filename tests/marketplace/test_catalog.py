@@ -122,7 +122,7 @@ def test_it_serves_at_most_100_products_per_page(make_party):
                                  "telecom, health, mobility, other."),
         ({"compute_type": "fl"},
          '"fl" is not a known compute type; use one of: psi, lookup, cross_stats, joint_stats, joint_cross_stats, '
-         'vfl_lr.'),
+         'vfl_lr, vfl_trial.'),
         ({"price_min": "cheap"}, "price_min: A price is a whole number of cents."),
         ({"price_max": "12.5"}, "price_max: A price is a whole number of cents."),
         ({"price_min": -1}, "price_min: Ensure this value is greater than or equal to 0."),

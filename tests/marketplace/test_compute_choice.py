@@ -22,7 +22,7 @@ def test_compute_types_and_parameters_are_checked(make_party):
     assert refused.status_code == 400
     assert "telepathy" in refused.json()["message"]
     assert refused.json()["extra"]["allowed"] == ["psi", "lookup", "cross_stats", "joint_stats", "joint_cross_stats",
-                                                         "vfl_lr"]
+                                                         "vfl_lr", "vfl_trial"]
     quote_only = seller.post("/api/products/create/", terms | {"compute_types": ["psi_cardinality"]}, format="json")
     assert quote_only.status_code == 400  # a quote's measurement is not for sale
 

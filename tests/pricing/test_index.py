@@ -38,7 +38,7 @@ def test_coverage_utility_and_market_classes():
     assert covered.score == 0.8 and covered.measures["providers"][1] == {"name": "B", "covers": 20, "shapley": 15.0}
     with pytest.raises(ValueError):
         coverage_class(union=51, query_size=50, providers=[])
-    assert utility_class(None).score is None and "not offered" in utility_class(None).note
+    assert utility_class(None).score is None and "Not measured" in utility_class(None).note
     assert utility_class({"auc_with": 0.80, "auc_without": 0.75}).score == pytest.approx(0.1)
     assert market_class(MarketFacts(quotes=8, orders=2, substitutes=3, median_price=900)).score == 0.25
     assert market_class(MarketFacts()).score is None  # no quote yet: no demand to speak of

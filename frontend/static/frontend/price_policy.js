@@ -1,12 +1,13 @@
-// The product form's price policy: show the tiers only for a tiered price and the ε rate and exponent only
-// for a price by privacy loss. Without this script every field stays visible, and the server ignores the
-// ones the chosen policy does not use.
+// The product form's price policy: show the tiers only for a tiered price, the ε rate and exponent only
+// for a price by privacy loss, the floor and ceiling only for a price by utility. Without this script every
+// field stays visible, and the server ignores the ones the chosen policy does not use.
 (function () {
   "use strict";
   var choice = document.getElementById("product-price_policy");
   if (!choice) return;
   var usedBy = { "product-price_tiers": "tiered", "product-price_epsilon_rate": "noisy",
-                 "product-price_epsilon_exponent": "noisy" };
+                 "product-price_epsilon_exponent": "noisy", "product-price_floor": "utility",
+                 "product-price_ceiling": "utility" };
 
   function update() {
     Object.keys(usedBy).forEach(function (id) {
