@@ -88,6 +88,27 @@ def test_a_utility_price_follows_the_uplift_between_its_floor_and_ceiling():
         policy.price(PriceInputs())
 
 
+utility = st.builds(lambda floor, extra: UtilityBased(floor=floor, ceiling=floor + extra),
+                    st.integers(0, 10**5), st.integers(0, 10**6))
+uplifts = st.decimals(min_value=Decimal("-0.2"), max_value=Decimal("0.5"), places=4)
+shares = st.decimals(min_value=0, max_value=1, places=3)
+
+
+@given(utility, uplifts, uplifts, shares, st.integers(0, 10**4), st.integers(0, 50_000), st.integers(0, 50_000))
+def test_a_utility_price_grows_with_the_uplift_stays_in_its_bounds_and_ignores_how_ids_are_split(
+        policy, u1, u2, share, value, a, b):
+    def cost(uplift, matched=0):
+        return policy.price(PriceInputs(matched=matched, query_size=10**6, auc_uplift=uplift, provider_share=share,
+                                        value_per_auc_point=value))
+
+    low, high = cost(min(u1, u2)), cost(max(u1, u2))
+    assert policy.floor <= low.total <= high.total <= policy.ceiling
+    assert cost(u1, a + b).total == cost(u1, a).total == cost(u1, b).total  # one model: ids split buy nothing
+    assert sum(line.amount for line in high.lines) == high.total
+    assert price_recompute(json.loads(json.dumps(policy.as_record())), json.loads(json.dumps(PriceInputs(
+        auc_uplift=max(u1, u2), provider_share=share, value_per_auc_point=value).as_record()))) == high
+
+
 @pytest.mark.parametrize(("record", "message"), [
     ({"kind": "auction"}, "unknown price policy"),
     ({"kind": "posted", "amount": -1}, "whole number of cents"),
