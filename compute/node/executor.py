@@ -16,6 +16,7 @@ keeps between its steps is in its vault, encrypted, and deleted when the job end
 """
 from __future__ import annotations
 
+import logging
 import struct
 import time
 import uuid
@@ -40,6 +41,8 @@ from compute.protocols.spec import (
     protocol_plan,
 )
 from compute.tabular import Table
+
+logger = logging.getLogger(__name__)
 
 
 def job_start(node: NodeRuntime, message: Message) -> list[dict[str, Any]]:
@@ -71,8 +74,24 @@ def job_forget(node: NodeRuntime, message: Message) -> list[dict[str, Any]]:
         job = str(uuid.UUID(message.job))
     except ValueError as exc:
         raise MessageRefused("Refused job.forget without a valid job id.") from exc
+    _forget_states(node, job)
     node.vault.delete_prefix(_job_prefix(job))
     return []
+
+
+def _forget_states(node: NodeRuntime, job: str) -> None:
+    """Let the job's protocol stop what its parties started outside the vault (a background process, say)."""
+    try:
+        spec = protocol_get(node.vault.get(f"{_job_prefix(job)}protocol").decode())
+    except (FileNotFoundError, UnknownProtocol, UnicodeDecodeError):
+        return
+    if spec.forget is None:
+        return
+    for name in node.vault.names(f"{_job_prefix(job)}party-"):
+        try:
+            spec.forget(node.vault.get(name))
+        except Exception:  # noqa: BLE001 - a protocol's clean-up must not keep the rest of the job's state
+            logger.warning("the %s clean-up of job %s failed", spec.name, job, exc_info=True)
 
 
 def _job_prefix(job: str) -> str:
@@ -131,6 +150,8 @@ def _run(node: NodeRuntime, job: dict[str, Any], *, number: int, payload: bytes)
         return _release(node, job, output.release)
     if output.state is not None:
         node.vault.put(name, output.state)
+        if spec.forget is not None:  # job.forget needs to know whose clean-up to call
+            node.vault.put(f"{_job_prefix(job['job'])}protocol", spec.name.encode())
     else:
         node.vault.delete(name)
     if last or output.message is None:

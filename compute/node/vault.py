@@ -41,6 +41,12 @@ class Vault:
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
+    def names(self, prefix: str) -> list[str]:
+        """The names of the objects whose name starts with ``prefix`` (letters, digits, '-' and '_' only)."""
+        if not prefix or not all(char.isalnum() or char in "-_" for char in prefix):
+            raise ValueError(f"invalid vault prefix {prefix!r}")
+        return sorted(path.name[: -len(".bin")] for path in self.directory.glob(f"{prefix}*.bin"))
+
     def delete_prefix(self, prefix: str) -> None:
         """Delete every object whose name starts with ``prefix`` (letters, digits, '-' and '_' only)."""
         if not prefix or not all(char.isalnum() or char in "-_" for char in prefix):

@@ -142,6 +142,13 @@ def _release_step(inputs: StepInput) -> StepOutput:
     return StepOutput(release=Release(cohort=cardinality, public={"cardinality": cardinality}, table=result))
 
 
+def _forget(state: bytes) -> None:
+    """The job ended unfinished: stop the consumer's background side, if it started one, and delete its files."""
+    saved = json.loads(state)
+    if isinstance(saved, dict) and "workdir" in saved:
+        session.consumer_abandon(session.ConsumerRun(workdir=str(saved["workdir"]), pid=int(saved["pid"])))
+
+
 SPEC = ProtocolSpec(
     name="psi_direct",
     label="Private set intersection (direct link)",
@@ -156,6 +163,7 @@ SPEC = ProtocolSpec(
              "(the same as psi; the PSI runs over an authenticated, encrypted direct link).",
     params=psi_transport_params,
     sold=False,  # a transport of "psi", which the product sells: the buyer or the set sizes choose it
+    forget=_forget,
 )
 
 # The relay PSI, as registered: psi.SPEC taking the transport choice as its parameter.

@@ -151,6 +151,9 @@ class ProtocolSpec:
     # next job's parameters), the marketplace starts a job of this protocol over the same parties and grants.
     continued_by: str = ""
     predicted_by: str = ""  # the protocol that scores new records with what a finished chain trained
+    # Called with a party's saved state when its job ends unfinished (job.forget), before the state is deleted:
+    # a protocol that started something outside the vault (a process, a listener) stops it here.
+    forget: Callable[[bytes], None] | None = None
 
     def role(self, name: str) -> Role:
         for role in self.roles:

@@ -3,6 +3,9 @@ scalar, encrypted) is deleted when the job succeeds, when its result is below th
 fails on the provider's node (the marketplace tells every party's node that the job ended)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -70,3 +73,21 @@ def test_only_the_marketplace_may_end_a_job_on_a_node(trade):
     assert runtime.vault.get(f"job-{job}-party-0") == b"state"
     assert executor.job_forget(runtime, SimpleNamespace(sender=MARKETPLACE, job=job, body={})) == []
     assert f"job-{job}-party-0.bin" not in _saved_states(consumer.organisation.node.slug)
+
+
+def test_a_job_that_ends_unfinished_lets_its_protocol_stop_what_it_started(trade, tmp_path):
+    """A direct PSI's consumer side runs in the background between its steps; when the job fails, job.forget
+    stops that process and deletes its files before the job's state goes."""
+    _, consumer, *_ = trade
+    runtime = node_runtime(consumer.organisation.node.slug)
+    job = "00000000-0000-0000-0000-000000000002"
+    background = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "ids.csv").write_text("C000001\n")
+    runtime.vault.put(f"job-{job}-protocol", b"psi_direct")
+    runtime.vault.put(f"job-{job}-party-0", json.dumps({"message": {}, "workdir": str(workdir),
+                                                         "pid": background.pid}).encode())
+    assert executor.job_forget(runtime, SimpleNamespace(sender=MARKETPLACE, job=job, body={})) == []
+    assert background.wait(timeout=10) != 0  # stopped, not left to its own timeout
+    assert not workdir.exists() and not runtime.vault.names(f"job-{job}-")
