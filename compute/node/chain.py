@@ -70,6 +70,8 @@ class NodeChain:
         """Charge ``units`` of the grant to the job; returns the tx hash ("" when this very (grant, job)
         was charged already, by an earlier try of this step). Raises ChainRevert for any refusal."""
         grant = bytes.fromhex(grant_id.removeprefix("0x"))
+        if grant_is_charged(grant, job_id):  # a later step of the job (an epoch has four here): one read, no send
+            return ""
         try:
             result = self._sender.send(contract="AccessRegistry", function="consume",
                                        args=[grant_id, bytes32_hex(job_id), units])
