@@ -63,6 +63,12 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
         runs[-1]["jobs"].append({
             "job": link.job, "provider": link.grant.provider, "dataset": link.grant.contribution.dataset,
         })
+    for run in runs:  # a training's epochs: its set-up and its last two, the others counted
+        epochs = [item for item in run["jobs"] if item["job"].protocol == "vfl_lr_epoch"]
+        if len(epochs) > 3:
+            hidden = {id(item) for item in epochs[:-2]}
+            run["jobs"] = [item for item in run["jobs"] if id(item) not in hidden]
+            run["epochs_hidden"] = len(hidden)
     is_buyer = order.buyer_id == organisation.id
     model = order_model(order) if protocol_get(str(order.terms.get("protocol", "psi"))).predicted_by else None
     return {

@@ -83,6 +83,11 @@ def test_a_trial_prices_the_model_by_the_uplift_it_measured(shop: dict, settings
     jobs = Job.objects.filter(order_jobs__order_id=order["id"]).distinct().order_by("created_at")
     assert jobs[0].protocol == "vfl_trial" and {job.protocol for job in jobs[1:]} == {"vfl_lr_epoch"}
     trial = jobs.last().result["trial"]
+    viewer = Client()
+    viewer.force_login(shop["consumer"].user)
+    page = viewer.get(f"/orders/{order['id']}/").content.decode()
+    epochs = jobs.count() - 1
+    assert f"{epochs - 2} earlier epochs of the training" in page and page.count('class="job job-') == 3
     assert jobs.last().result["aligned"] == 300 and trial["auc_with"] > trial["auc_without"]
     # A trial's model scores nothing.
     refused = buyer.post(f"/api/orders/{order['id']}/predictions/", {"dataset": mine["id"]}, format="json")
