@@ -39,13 +39,16 @@ def _peak_rss_mib() -> float:
 
 
 def _in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run ``function(*args)`` in a forked child; returns its result dict plus its peak memory."""
+    """Run ``function(*args)`` in a forked child; returns its result dict plus its peak memory: the larger of
+    its own and the largest process it waited for (``peak_rss_mib``), and each of the two."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
         result = function(*args)
         result["peak_rss_mib"] = _peak_rss_mib()
+        result["own_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         send.send(result)
 
     process = context.Process(target=child)

@@ -8,14 +8,13 @@ forked process, so that the peak memory of it and of the processes it waited for
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
-import resource
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
+
+from bench.psi import _in_fresh_process
 
 COMMAND = "BENCH_ONLY=psi_direct make bench   # or: BENCH_ONLY=psi_direct .venv/bin/python -m bench"
 
@@ -27,23 +26,6 @@ def _log(message: str) -> None:
 def _ids(size: int) -> tuple[list[bytes], list[bytes]]:
     pool = list({secrets.token_hex(8).encode() for _ in range(2 * size)})[: 2 * size - size // 2]
     return pool[:size], pool[size - size // 2 :]
-
-
-def _in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-
-    def child() -> None:
-        result = function(*args)
-        result["own_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        send.send(result)
-
-    process = context.Process(target=child)
-    process.start()
-    result = receive.recv()
-    process.join()
-    return result
 
 
 def _bare(receiver: list[bytes], sender: list[bytes]) -> dict[str, Any]:
