@@ -70,18 +70,40 @@ def trained(dataset: dict) -> dict:
     return {"model": model, "releases": releases, "data": data, "parties": parties}
 
 
+@pytest.fixture(scope="module")
+def large() -> dict:
+    """The issue's set: make_classification, 50,000 rows, 10 buyer and 20 provider columns (the benchmark's).
+    On it the gap to scikit-learn is about −0.0017 ± 0.0006 over random splits (at most 0.003 in 60 plaintext
+    simulations of the same algorithm): the 0.005 bound is five deviations away. On a few thousand rows the
+    split's noise alone reaches it."""
+    features, labels = make_classification(n_samples=50_000, n_features=30, n_informative=15, n_redundant=5,
+                                           class_sep=0.8, flip_y=0.02, random_state=5)
+    ids = [f"L{n:06d}" for n in range(len(labels))]
+    buyer = Table(columns=["id", "label", *(f"b{j}" for j in range(10))], id_column="id",
+                  rows=[[ids[n], str(labels[n]), *(f"{v:.6f}" for v in features[n, :10])] for n in range(len(ids))])
+    provider = _table("cust", ids, [f"p{j}" for j in range(20)], features[:, 10:])
+    parties = [("consumer", buyer), ("provider", provider)]
+    data = [MemoryData(table, name=f"large{i}") for i, (_, table) in enumerate(parties)]
+    params = {"label": "label", "max_epochs": 100, "patience": 10, "validation": 0.2, "l2": 1 / (C * 40_000)}
+    model, releases = _train(parties, params, data)
+    cells = np.array([[float(v) for v in row[2:]] for row in buyer.rows])  # as the parties read them
+    joined = np.c_[cells, np.array([[float(v) for v in row[1:]] for row in provider.rows])]
+    return {"model": model, "releases": releases, "data": data, "X": joined, "y": labels, "ids": ids}
+
+
 def _part(data: MemoryData, model: str, suffix: str) -> ModelPart:
     return ModelPart.from_bytes(data.store[f"kept-vfl-{model}-{suffix}"] if f"kept-vfl-{model}-{suffix}" in
                                 data.store else data.store[f"vfl-{model}-{suffix}"])
 
 
-def test_training_matches_sklearn_on_the_joined_plaintext(dataset: dict, trained: dict) -> None:
-    model, releases = trained["model"], trained["releases"]
+def test_training_matches_sklearn_on_the_joined_plaintext(large: dict) -> None:
+    dataset = large
+    model, releases = large["model"], large["releases"]
     setup, last = releases[0], releases[-1]
-    assert setup["aligned"] == len(dataset["y"]) - 35 and setup["done"] is False
-    assert last["done"] is True and 1 < last["iterations"] <= 80
+    assert setup["aligned"] == 50_000 and setup["done"] is False
+    assert last["done"] is True and 1 < last["iterations"] <= 100
     assert [r["iteration"] for r in releases[1:]] == list(range(1, len(releases)))
-    buyer_part = _part(trained["data"][0], model, "consumer")
+    buyer_part = _part(large["data"][0], model, "consumer")
     buyer = buyer_part.party
     assert isinstance(buyer, BuyerParty)
     # The same rows and split, joined in plaintext, as scikit-learn sees them.
@@ -99,6 +121,13 @@ def test_training_matches_sklearn_on_the_joined_plaintext(dataset: dict, trained
     importance = last["importance"]
     assert list(importance["buyer"]) == [f"b{j}" for j in range(10)] and len(importance["providers"]) == 1
     assert sum(importance["buyer"].values()) + sum(importance["providers"]) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_training_in_a_few_thousand_rows_runs_its_epochs_as_jobs(dataset: dict, trained: dict) -> None:
+    releases = trained["releases"]
+    assert releases[0]["aligned"] == len(dataset["y"]) - 35 and releases[0]["done"] is False
+    assert [r["iteration"] for r in releases[1:]] == list(range(1, len(releases)))
+    assert releases[-1]["done"] is True and 0.7 < releases[-1]["auc"] <= 1
 
 
 def test_prediction_equals_the_plaintext_split_model(dataset: dict, trained: dict) -> None:
