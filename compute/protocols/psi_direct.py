@@ -41,7 +41,6 @@ from compute.protocols.spec import (
     cohort_check,
     party_ids,
 )
-from compute.tabular import Table
 
 TRANSPORTS = ("auto", "relay", "direct")
 _VERSION = 1
@@ -133,12 +132,10 @@ def _release_step(inputs: StepInput) -> StepOutput:
             except EngineError as exc:
                 raise ComputeError(str(exc)) from exc
     normal = {item.decode() for item in matched}
-    table, ids = inputs.data.table(), inputs.data.ids()
-    index = table.id_index
-    # The buyer's own spellings of the matched ids (several may share one normal form), as psi releases them.
-    rows = sorted({table.rows[k][index] for k, value in enumerate(ids) if value and value in normal})
-    result = Table(columns=[table.id_column], rows=[[value] for value in rows], id_column=table.id_column)
-    cardinality = len(normal & set(ids))
+    ids = inputs.data.ids()
+    normal.intersection_update(ids)  # only the buyer's own ids count (the engine found them among them)
+    result = psi.matched_table(inputs.data.table(), ids, normal)  # released exactly as psi releases it
+    cardinality = len(normal)
     return StepOutput(release=Release(cohort=cardinality, public={"cardinality": cardinality}, table=result))
 
 
