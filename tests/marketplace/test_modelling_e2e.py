@@ -110,13 +110,18 @@ def test_a_joint_model_is_trained_used_and_metered_and_nothing_in_clear_crosses(
             assert np.float64(float(market["cells"][n][0])).tobytes() not in everything
 
 
+def _long_training(market: dict) -> str:
+    """Buy a training of 30 epochs (no early stop); returns the order's id."""
+    quoted = quote_chosen(market["buying"], market["product"]["id"], market["mine"]["id"], "vfl_lr",
+                          {"label": "label", "max_epochs": 30, "patience": 30}, timeout=120)
+    placed = buy(market["buying"], quoted["id"])
+    assert placed.status_code == 201, placed.content
+    return str(placed.json()["id"])
+
+
 def test_a_revoked_grant_stops_the_next_epoch_and_the_buyer_is_refunded(market: dict) -> None:
     buying = market["buying"]
-    quoted = quote_chosen(buying, market["product"]["id"], market["mine"]["id"], "vfl_lr",
-                          {"label": "label", "max_epochs": 30, "patience": 30}, timeout=120)
-    placed = buy(buying, quoted["id"])
-    assert placed.status_code == 201, placed.content
-    order_id = placed.json()["id"]
+    order_id = _long_training(market)
     epochs = Job.objects.filter(order_jobs__order_id=order_id, protocol="vfl_lr_epoch")
     wait_for(lambda: epochs.filter(status=Job.Status.SUCCEEDED).count() >= 2, timeout=240)
     revoked = market["selling"].post(f"/api/orders/{order_id}/revoke/", format="json")
@@ -131,11 +136,7 @@ def test_a_revoked_grant_stops_the_next_epoch_and_the_buyer_is_refunded(market: 
 
 def test_a_provider_killed_mid_training_fails_the_epoch_cleanly_and_the_buyer_is_refunded(market: dict) -> None:
     buying = market["buying"]
-    quoted = quote_chosen(buying, market["product"]["id"], market["mine"]["id"], "vfl_lr",
-                          {"label": "label", "max_epochs": 30, "patience": 30}, timeout=120)
-    placed = buy(buying, quoted["id"])
-    assert placed.status_code == 201, placed.content
-    order_id = placed.json()["id"]
+    order_id = _long_training(market)
     jobs = Job.objects.filter(order_jobs__order_id=order_id).distinct()
     wait_for(lambda: jobs.filter(protocol="vfl_lr_epoch", status=Job.Status.SUCCEEDED).exists(), timeout=240)
     killed = market["workers"].nodes[market["provider_slug"]]
