@@ -13,6 +13,7 @@ from django.conf import settings
 
 from audit.models import AuditEntry
 from audit.services import audit_batch_seal
+from compute.direct.config import engine_available
 from compute.jobs.identity import marketplace_public_key
 from compute.messages import MARKETPLACE, envelope_open
 from compute.models import Job, Node
@@ -329,3 +330,36 @@ def test_a_joint_quote_on_a_real_worker_sends_only_sealed_bitmaps_and_releases_o
         _, everything = tap.opened()
         for key in sorted(set(theirs) | set(held[0]) | set(held[1])):
             assert key.encode() not in everything, key
+
+
+@pytest.mark.skipif(not engine_available(), reason="the PSI engine's virtualenv .venv-spu is absent (`make test` "
+                                                   "installs it)")
+def test_a_direct_psi_on_real_nodes_meets_through_a_sealed_rendezvous_and_the_broker_sees_no_id(
+        make_party, celery_worker_process):
+    provider = make_party("prov-pd-e2e", provider=True)
+    consumer = make_party("cons-pd-e2e", provider=False, balance=1_000_000)
+    tap = BrokerTap(settings.CELERY_BROKER_URL)
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        tap.start()
+    celery_worker_process([provider.organisation.node.queue, consumer.organisation.node.queue])
+    provider_ids, consumer_ids = overlapping_ids(provider=900, consumer=300, overlap=120)
+    seller, buyer = client_for(provider.token), client_for(consumer.token)
+    product = list_product(seller, upload(seller, "customers", provider_csv(provider_ids), timeout=120)["id"])
+    mine = upload(buyer, "applicants", consumer_csv(consumer_ids), timeout=120)
+    quoted = quote_chosen(buyer, product["id"], mine["id"], "psi", {"psi_transport": "direct"}, timeout=120)
+    order = buy_fulfilled(buyer, quoted["id"], timeout=180)
+    job = order["jobs"][0]["job"]
+    assert job["protocol"] == "psi_direct" and job["consume_tx_hash"].startswith("0x")
+    assert sorted(result_rows(buyer, order["id"], timeout=120).opened["ids"]) == sorted(
+        set(provider_ids) & set(consumer_ids))
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        messages, everything = tap.opened()
+        steps = [m for m in messages if m.kind == "job.step" and m.job == job["id"]]
+        # Two hand-offs (the sealed rendezvous, the provider's "done"), each a few hundred bytes: the PSI's own
+        # traffic went over the link, none of it through the broker.
+        assert [m.body["step"] for m in steps] == [2, 3]
+        assert all(len(m.body["payload"]) < 2_000 for m in steps)
+        for value in provider_ids + consumer_ids:
+            assert value.encode() not in everything
+        assert b"rendezvous" not in everything and b"127.0.0.1:" not in everything  # the address travels sealed
