@@ -110,13 +110,12 @@ def _utility_check(*, buyer: Organisation, product: Product, compute_type: str,
                                {"field": "value_per_auc_point"})
 
 
-def _utility_inputs(quote: Quote) -> dict[str, Any] | None:
-    """What a utility-based price reads: a trial's quote, or the model's with the trial's measures."""
+def _utility_inputs(quote: Quote, trial: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a utility-based price reads: a trial's quote, or the model's with the buyer's latest trial."""
     if (quote.product.price_policy or {}).get("kind") != "utility":
         return None
     if quote.compute_type == TRIAL:
         return {"trial_quote": True}
-    trial = trial_latest(buyer=quote.buyer, product=quote.product)
     if trial is None or quote.value_per_auc_point is None:
         return None
     return {"auc_uplift": trial["auc_uplift"], "provider_share": trial["providers_share"],
@@ -233,6 +232,7 @@ def quote_finalize(*, quote_id: str) -> Quote:
         privacy_refund(subject=f"quote:{quote.id}")
     elif all(job.status == Job.Status.SUCCEEDED for job in jobs.values()):
         job = next(iter(jobs.values()))
+        trial = trial_latest(buyer=quote.buyer, product=quote.product)
         try:
             priced, inputs = quote_price_from_job(
                 job=job,
@@ -242,10 +242,10 @@ def quote_finalize(*, quote_id: str) -> Quote:
                 price_per_match=quote.product.price_per_match,
                 policy=quote.product.price_policy or None,
                 epsilon=_answer_epsilon(quote),
-                utility=_utility_inputs(quote),
+                utility=_utility_inputs(quote, trial),
             )
             quote.coverage = job.result_cardinality or 0
-            index = _index(quote, measurements, priced, query_size=int(inputs["query_size"]))
+            index = _index(quote, measurements, priced, query_size=int(inputs["query_size"]), trial=trial)
         except ValueError as error:  # e.g. the product's policy cannot price this answer: say so, charge nothing
             quote.status = Quote.Status.FAILED
             quote.error = f"This quote could not be priced: {error}."
@@ -281,7 +281,7 @@ def product_market_facts(product: Product) -> MarketFacts:
 
 
 def _index(quote: Quote, measurements: list[QuoteMeasurement], priced: PriceQuote, *,
-           query_size: int) -> list[dict[str, Any]]:
+           query_size: int, trial: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The quote's contribution index (pricing.index), from what it measured and the market's records."""
     shares = {share.dataset: share for share in priced.shares}
     datasets = []
@@ -297,7 +297,7 @@ def _index(quote: Quote, measurements: list[QuoteMeasurement], priced: PriceQuot
         quality=quality_class(datasets),
         coverage=coverage_class(union=min(quote.coverage or 0, query_size), query_size=query_size,
                                 providers=providers),
-        utility=utility_class(trial_latest(buyer=quote.buyer, product=quote.product)),
+        utility=utility_class(trial),
         market=market_class(product_market_facts(quote.product)),
     )
 
