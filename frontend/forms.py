@@ -12,6 +12,7 @@ from compute.protocols.registry import protocols_sold
 from marketplace.exceptions import ApplicationError
 from marketplace.filters import compute_type_choices
 from marketplace.models import Dataset, Product
+from marketplace.services.modelling import MODELLING, TRIAL
 
 
 def form_error_from(form: forms.Form, error: ApplicationError) -> None:
@@ -280,7 +281,7 @@ class QuoteRequestForm(forms.Form):
         if "joint_stats" not in compute_types:
             for name in self.ACROSS_FIELDS:
                 del self.fields[name]
-        self._modelling = [kind for kind in compute_types if kind in ("vfl_lr", "vfl_trial")]
+        self._modelling = [kind for kind in compute_types if kind in MODELLING]
         if not self._modelling:
             for name in self.MODELLING_FIELDS:
                 del self.fields[name]
@@ -311,7 +312,7 @@ class QuoteRequestForm(forms.Form):
             modelling: dict[str, Any] = {"label": (data.get("label") or "").strip()}
             if data.get("max_epochs"):
                 modelling["max_epochs"] = data["max_epochs"]
-            if kind == "vfl_trial" and data.get("sample"):
+            if kind == TRIAL and data.get("sample"):
                 modelling["sample"] = data["sample"]
             return modelling
         if kind in self._statistics:

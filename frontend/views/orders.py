@@ -63,8 +63,9 @@ def _live_context(organisation: Organisation, order: Order) -> dict[str, Any]:
         runs[-1]["jobs"].append({
             "job": link.job, "provider": link.grant.provider, "dataset": link.grant.contribution.dataset,
         })
+    continuing = protocol_get(str(order.terms.get("protocol", "psi"))).continued_by
     for run in runs:  # a training's epochs: its set-up and its last two, the others counted
-        epochs = [item for item in run["jobs"] if item["job"].protocol == "vfl_lr_epoch"]
+        epochs = [item for item in run["jobs"] if continuing and item["job"].protocol == continuing]
         if len(epochs) > 3:
             hidden = {id(item) for item in epochs[:-2]}
             run["jobs"] = [item for item in run["jobs"] if id(item) not in hidden]

@@ -18,12 +18,13 @@ from audit.services import audit_record
 from compute.exceptions import ComputeError
 from compute.jobs.services import PartyRequest, job_create
 from compute.models import Job
+from compute.protocols import vfl
 from compute.protocols.registry import protocol_get
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Order, OrderGrant, OrderJob, Organisation, Product
 
-MODELLING = ("vfl_lr", "vfl_trial")  # joint modelling and its trial: what a utility-based price sells
-TRIAL = "vfl_trial"
+MODELLING = (vfl.SPEC.name, vfl.TRIAL_SPEC.name)  # joint modelling and its trial: what a utility price sells
+TRIAL = vfl.TRIAL_SPEC.name
 
 
 def trial_latest(*, buyer: Organisation, product: Product) -> dict[str, Any] | None:
