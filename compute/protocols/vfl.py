@@ -25,7 +25,15 @@ grant stops the next one:
                    end, AUC, KS, log-loss and the importances (its columns', each provider's total)
 
 Every part of a payload is sealed to the party it is for (vfl_parts), so a payload passing through a
-provider on its way tells it nothing but sizes. Who learns what: docs/protocols.md.
+provider on its way tells it nothing but sizes.
+
+Leakage (semi-honest parties; docs/protocols.md has the whole account): both sides learn the aligned ids,
+as in the usual vertical setting, and each other's set sizes (the PSI). Per epoch the buyer learns its own
+gradient (which holds the providers' partial scores projected on its columns) and the combined validation
+scores; each provider learns its own gradient (aggregate label information) and nothing of the labels, the
+residuals or another party's scores; every value a key's owner decrypts for another is masked slot by slot
+(statistically hiding) and returned only as a rounded sum. Released: the metrics and importances above, a
+provider's as one total. A trial adds the buyer's own-columns baseline, its own data.
 """
 from __future__ import annotations
 
