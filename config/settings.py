@@ -56,10 +56,12 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's language, or the one a user chose (cookie)
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "frontend.middleware.MemberLanguageMiddleware",  # a signed-in member's remembered language, on any browser
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -76,6 +78,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "frontend.context_processors.locale",
             ],
         },
     },
@@ -105,10 +109,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# Two languages: Simplified Chinese and English, chosen by the browser's Accept-Language, or by the
+# switcher (a cookie, and the member's profile once signed in). LANGUAGE_CODE is the deployment's default.
+LANGUAGE_CODE = env("LANGUAGE_CODE", "en")
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "config" / "locale"]
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Amounts are integer cents of this one currency everywhere (ledger, API, chain); the UI formats them per
+# locale. A zh-Hans deployment defaults to CNY.
+MARKETPLACE_CURRENCY = env("MARKETPLACE_CURRENCY", "CNY" if LANGUAGE_CODE.lower().startswith("zh") else "USD")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -305,6 +317,17 @@ PSI_DIRECT_ADVERTISED_HOST = env("PSI_DIRECT_ADVERTISED_HOST", "")
 PSI_DIRECT_TIMEOUT = float(env("PSI_DIRECT_TIMEOUT", "600"))  # seconds to wait for the peer, and per message
 PSI_DIRECT_PYTHON = Path(env("PSI_DIRECT_PYTHON", str(BASE_DIR / ".venv-spu" / "bin" / "python")))
 PSI_DIRECT_WORK_DIR = env("PSI_DIRECT_WORK_DIR", "")  # a run's private files (deleted after); "": the temp dir
+
+# Notifications' e-mail goes through Django's mail backend: by default written to files under var/mail (the
+# embedded mode sends nothing off the machine); a deployment sets EMAIL_BACKEND and its SMTP settings.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = env("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")  # e-mails link back to pages under it
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "marketplace@localhost")
+# A grant this close to its expiry gets its buyer a notification (once).
+GRANT_EXPIRY_NOTICE_DAYS = int(env("GRANT_EXPIRY_NOTICE_DAYS", "7"))
 
 LOGGING = {
     "version": 1,

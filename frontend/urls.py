@@ -6,6 +6,7 @@ urlpatterns = [
     path("", catalog.catalog, name="home"),
     path("login/", session.login, name="login"),
     path("logout/", session.logout, name="logout"),
+    path("language/", session.language_set, name="language-set"),
     path("register/", account.register, name="register"),
     path("account/tokens/", account.tokens, name="account-tokens"),
     path("account/tokens/<int:token_id>/revoke/", account.token_revoke, name="account-token-revoke"),

@@ -7,6 +7,8 @@ from typing import Any
 from django import template
 
 from marketplace.exceptions import ApplicationError
+from marketplace.formatting import money, number
+from marketplace.formatting import percent as percent_text
 from marketplace.models import Product
 from marketplace.selectors import balance_of, user_organisation
 from marketplace.services.catalog import TRANSITIONS
@@ -17,29 +19,26 @@ register = template.Library()
 
 @register.filter
 def cents(value: Any) -> str:
-    """12345 → "$123.45"; negative amounts (discounts) keep their sign in front of the symbol."""
+    """12345 → "$123.45" (the marketplace's currency, the active language's form)."""
     if value is None or value == "":
         return "—"
-    amount = int(value)
-    sign = "−" if amount < 0 else ""
-    whole, part = divmod(abs(amount), 100)
-    return f"{sign}${whole:,}.{part:02d}"
+    return money(int(value))
 
 
 @register.filter
 def percent(value: Any, digits: int = 1) -> str:
-    """0.9734 → "97.3 %"."""
+    """0.9734 → "97.3%" (the locale's form)."""
     if value is None or value == "":
         return "—"
-    return f"{float(value) * 100:.{int(digits)}f} %"
+    return percent_text(float(value), int(digits))
 
 
 @register.filter
 def thousands(value: Any) -> str:
-    """1234567 → "1,234,567"."""
+    """1234567 → "1,234,567" (the locale's grouping)."""
     if value is None or value == "":
         return "—"
-    return f"{int(value):,}"
+    return number(int(value))
 
 
 @register.filter

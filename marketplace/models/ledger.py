@@ -70,3 +70,37 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.amount:+d}"
+
+
+class FundsRequest(models.Model):
+    """A buyer's request to add funds to its balance. The operator approves it (a top-up through the
+    payment-provider stand-in, recorded as `top_up`) or declines it with a reason; either is final."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        DECLINED = "declined"
+
+    organisation = models.ForeignKey(
+        "marketplace.Organisation", on_delete=models.PROTECT, related_name="funds_requests")
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    amount = models.BigIntegerField(help_text="Cents.")
+    note = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, help_text="Why it was declined.")
+    top_up = models.OneToOneField(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="funds_request")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="funds_request_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation} +{self.amount} ({self.status})"

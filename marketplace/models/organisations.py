@@ -27,6 +27,9 @@ class Member(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="member")
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="members")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    language = models.CharField(
+        max_length=16, choices=settings.LANGUAGES, blank=True,
+        help_text="The UI's language the member chose; empty: the browser's.")
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.organisation}"

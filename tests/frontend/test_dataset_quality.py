@@ -34,14 +34,14 @@ def test_the_console_shows_each_columns_quality_of_a_freshly_imported_dataset(ma
     page = signed_in(provider).get("/provider/").content.decode()
 
     table = _columns_table(page, dataset.id)
-    assert "<td><code>age</code></td><td>integer</td><td class=\"num\">100.0 %</td>" in table
-    assert "<td class=\"num\">90.0 %</td>" in table  # 9 of age's 10 values are integers
-    assert "<td><code>region</code></td><td>text</td><td class=\"num\">90.0 %</td>" in table
+    assert "<td><code>age</code></td><td>integer</td><td class=\"num\">100.0%</td>" in table
+    assert "<td class=\"num\">90.0%</td>" in table  # 9 of age's 10 values are integers
+    assert "<td><code>region</code></td><td>text</td><td class=\"num\">90.0%</td>" in table
     age = (dt.datetime.now(dt.UTC).date() - dt.date(2024, 3, 1)).days
     assert "<td><code>seen</code></td><td>date</td>" in table and "<td>2024-03</td>" in table
     assert f"{age:,} d" in table
     assert "2024-03-1" not in page  # the newest day itself never reaches the marketplace
-    assert "valid 97.4 %" in page and "consistent 100.0 %" in page  # 38 of 39 values fit their type
+    assert "valid 97.4%" in page and "consistent 100.0%" in page  # 38 of 39 values fit their type
     assert "fresh " in page
 
 
@@ -61,7 +61,7 @@ def test_tables_measured_before_the_quality_class_render_with_dashes(make_party)
     console = client.get("/provider/")
     assert console.status_code == 200
     body = console.content.decode()
-    assert "complete 97.5 %" in body and "valid —" in body and "fresh —" in body
+    assert "complete 97.5%" in body and "valid —" in body and "fresh —" in body
     assert "imported before per-column quality was measured" in _columns_table(body, dataset.id)
 
     catalog = client.get("/")
