@@ -17,7 +17,7 @@ CHAIN_TESTS := tests/contracts tests/audit/test_chain_outbox.py tests/audit/test
 	tests/audit/test_chain_accounts.py tests/audit/test_chain_deploy.py tests/audit/test_chain_id.py \
 	tests/audit/test_verify.py tests/audit/test_bundle_verifier.py
 
-.PHONY: help install run test test-fast lint bench contracts chromium clean
+.PHONY: help install run test test-fast lint bench contracts chromium messages clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,13 @@ install: $(VENV)/.installed node_modules/.installed ## Install Python and npm pa
 
 contracts: install ## Compile the Solidity contracts into var/build/contracts
 	$(PY) -m contracts.compile
+
+# The Simplified Chinese catalogue (config/locale): the UI's strings extracted, merged into it, compiled.
+MESSAGES_IGNORE := $(foreach p,.venv* node_modules var staticfiles tests bench docs contracts,--ignore '$(p)')
+messages: install ## Extract the UI's strings into the zh-Hans catalogue (translate the new ones) and compile it
+	$(PY) manage.py makemessages -l zh_Hans --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) manage.py makemessages -d djangojs -l zh_Hans --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) manage.py compilemessages -l zh_Hans --ignore '.venv*' --ignore node_modules
 
 chromium: ## Install Debian's Chromium for the browser tests, if missing
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -1,4 +1,5 @@
-"""Demo data for the embedded mode: two providers, one consumer, a few products, synthetic records.
+"""Demo data for the embedded mode: two providers, one consumer, the operator, an auditor, a few products,
+synthetic records.
 
 Seeding has two halves, because the records go into the organisations' own nodes (which the marketplace
 cannot write to): ``demo_organisations`` creates the organisations, members and balances; the embedded
@@ -23,6 +24,11 @@ DEMO_ORGANISATIONS = (
     ("acme-data", "Acme Data Co.", True, "alice"),
     ("beta-insights", "Beta Insights", True, "bob"),
     ("cobank", "Co-operative Bank", False, "carol"),
+)
+# The platform's own staff and an outside auditor: they hold no data, so the demo imports nothing for them.
+DEMO_STAFF = (
+    ("marketplace-ops", "Marketplace Operations", "olivia", "operator"),
+    ("audit-partners", "Audit Partners", "dave", "auditor"),
 )
 
 
@@ -86,6 +92,11 @@ def demo_organisations() -> list[tuple[str, str, str]]:
         logins.append((username, DEMO_PASSWORD, token.secret))
         if not provider:
             balance_top_up(organisation=organisation, amount=1_000_000)
+    for slug, name, username, role in DEMO_STAFF:
+        organisation = organisation_create(slug=slug, name=name, is_provider=False, is_consumer=False,
+                                           is_operator=role == "operator", is_auditor=role == "auditor")
+        _, token = member_create(organisation=organisation, username=username, password=DEMO_PASSWORD, role="owner")
+        logins.append((username, DEMO_PASSWORD, token.secret))
     return logins
 
 

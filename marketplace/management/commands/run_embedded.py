@@ -119,7 +119,8 @@ class Command(BaseCommand):
             self._say("")
             self._say(f"Marketplace at http://127.0.0.1:{options['port']}/")
             self._say(f"Demo logins (password {DEMO_PASSWORD}): alice (Acme Data, provider), "
-                      "bob (Beta Insights, provider), carol (Co-operative Bank, consumer)")
+                      "bob (Beta Insights, provider), carol (Co-operative Bank, consumer), olivia (operator), "
+                      "dave (auditor)")
             self._say(f"API docs at http://127.0.0.1:{options['port']}/api/docs/")
             # The development server listens with a backlog of 5; a burst of buyers would be reset.
             WSGIServer.request_queue_size = 128

@@ -1,0 +1,8 @@
+"""English date formats of the UI (Django's named formats; templates use |date:"DATE_FORMAT" and the like)."""
+DATE_FORMAT = "j M Y"
+DATETIME_FORMAT = "j M Y, H:i"
+SHORT_DATE_FORMAT = "Y-m-d"
+SHORT_DATETIME_FORMAT = "j M, H:i"
+YEAR_MONTH_FORMAT = "M Y"
+MONTH_DAY_FORMAT = "j M"
+TIME_FORMAT = "H:i"
