@@ -62,8 +62,9 @@ messages: install ## Extract the UI's strings into the zh-Hans catalogue (transl
 	$(PY) manage.py makemessages -d djangojs -l zh_Hans --no-obsolete $(MESSAGES_IGNORE)
 	$(PY) manage.py compilemessages -l zh_Hans --ignore '.venv*' --ignore node_modules
 
-chromium: ## Install Debian's Chromium for the browser tests, if missing
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+chromium: ## Install Debian's Chromium and a Chinese font for the browser tests, if missing
+	@{ command -v chromium >/dev/null && dpkg -s fonts-wqy-microhei >/dev/null 2>&1; } || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }
 
 run: install contracts ## Set up and run the marketplace on its embedded default at http://127.0.0.1:8000
 	$(PY) manage.py run_embedded

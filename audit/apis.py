@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -73,9 +74,9 @@ class EntryFilterSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("product") and attrs.get("order"):
             # Every entry has one subject: both at once could only match nothing.
-            raise serializers.ValidationError({"order": ["Filter by a product or by an order, not both."]})
+            raise serializers.ValidationError({"order": [_("Filter by a product or by an order, not both.")]})
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": ["The end of the range must come after its start."]})
+            raise serializers.ValidationError({"until": [_("The end of the range must come after its start.")]})
         return attrs
 
 
@@ -134,7 +135,7 @@ class BundleApi(APIView):
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             if "subject" in attrs and "entry" in attrs:
-                raise serializers.ValidationError("Give a subject or an entry, not both.")
+                raise serializers.ValidationError(_("Give a subject or an entry, not both."))
             return attrs
 
     @extend_schema(parameters=[FilterSerializer], responses={200: dict},
@@ -151,7 +152,8 @@ class BundleApi(APIView):
             entries = list(found[: BUNDLE_MAX_ENTRIES + 1])
             if len(entries) > BUNDLE_MAX_ENTRIES:
                 raise serializers.ValidationError(
-                    {"subject": f"More than {BUNDLE_MAX_ENTRIES} entries: ask for fewer (one entry at a time)."})
+                    {"subject": _("More than %(count)s entries: ask for fewer (one entry at a time).") % {
+                        "count": BUNDLE_MAX_ENTRIES}})
             if not entries:
                 raise Http404
         else:

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from compute.protocols.ids import DEFAULT_ID_RULE
 from compute.protocols.registry import PROTOCOLS
@@ -194,7 +195,7 @@ class Job(models.Model):
     @property
     def protocol_label(self) -> str:
         spec = PROTOCOLS.get(self.protocol)
-        return spec.label if spec is not None else self.protocol
+        return gettext(spec.label) if spec is not None else self.protocol
 
     def party_list(self) -> list[JobParty]:
         """The parties in their order (prefetch ``parties__table__node`` to read them without queries)."""

@@ -180,7 +180,13 @@ CACHES = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Data marketplace API",
-    "DESCRIPTION": "Buy the use of data, never a copy: quotes, purchases, compute jobs and audit.",
+    "DESCRIPTION": (
+        "Buy the use of data, never a copy: quotes, purchases, compute jobs and audit.\n\n"
+        f"**Amounts** — every price, amount, balance, fee and share — are integer cents of {MARKETPLACE_CURRENCY} "
+        f"(12345 means 123.45 {MARKETPLACE_CURRENCY}); the web UI shows them in the currency's main unit. "
+        "Authenticate with `Authorization: Token <secret>`; every refusal is `{\"message\": ..., \"extra\": ...}`."
+        " GET /api/ lists the collections."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The browsable API page is served from the project's own static files, never from a CDN.
@@ -195,6 +201,11 @@ SPECTACULAR_SETTINGS = {
         "OrderStatusEnum": "marketplace.models.trading.Order.Status",
         "OrderGrantStatusEnum": "marketplace.models.trading.OrderGrant.Status",
     },
+    # The unit of every amount, on each money field and parameter (marketplace/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.openapi.money_units_postprocess",
+    ],
 }
 
 # Celery: node tasks go to the queue `node.<slug>`, chain writes to `chain` (a slow chain never holds the
@@ -245,6 +256,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.chain.tasks.outbox_sweep_task",
         "schedule": float(env("OUTBOX_SWEEP_INTERVAL", "20")),
     },
+    # Buyers whose grants expire within GRANT_EXPIRY_NOTICE_DAYS are told once; hourly is plenty for days.
+    "grant-expiry-notice": {
+        "task": "marketplace.tasks.grant_expiry_notify_task",
+        "schedule": float(env("GRANT_EXPIRY_SCAN_INTERVAL", "3600")),
+    },
 }
 
 # Chain
@@ -267,6 +283,8 @@ CHAIN_TX_TIMEOUT = float(env("CHAIN_TX_TIMEOUT", "30"))
 # never past CHAIN_MAX_FEE_WEI per gas.
 CHAIN_REPLACE_AFTER = float(env("CHAIN_REPLACE_AFTER", "180"))
 CHAIN_MAX_FEE_WEI = int(env("CHAIN_MAX_FEE_WEI", str(500 * 10**9)))
+# The operator's dashboard counts a chain write as stuck when it is still pending or sent, untouched this long.
+CHAIN_OUTBOX_STUCK_SECONDS = int(env("CHAIN_OUTBOX_STUCK_SECONDS", "300"))
 CONTRACTS_SOURCE_DIR = BASE_DIR / "contracts"
 CONTRACTS_BUILD_DIR = Path(env("CONTRACTS_BUILD_DIR", str(VAR_DIR / "build" / "contracts")))
 CHAIN_DEPLOYMENTS_DIR = Path(env("CHAIN_DEPLOYMENTS_DIR", str(VAR_DIR / "deployments")))

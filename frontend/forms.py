@@ -5,12 +5,16 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 from compute.protocols.registry import protocols_sold
 from marketplace.exceptions import ApplicationError
 from marketplace.filters import compute_type_choices
+from marketplace.formatting import number
 from marketplace.models import Dataset, Product
 from marketplace.services.modelling import MODELLING, TRIAL
 
@@ -29,11 +33,13 @@ class DatasetImportForm(forms.Form):
     """The fields of the import form; the file itself never reaches the server in the clear: the page
     seals it in the browser to the node's key and posts it to the API (frontend/static/frontend)."""
 
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(label=_("Name"), max_length=200)
     id_column = forms.CharField(
-        max_length=100, initial="id", help_text="The column that holds the record ids."
+        label=_("Id column"), max_length=100, initial="id",
+        help_text=_("The column that holds the record ids."),
     )
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    description = forms.CharField(label=_("Description"), widget=forms.Textarea(attrs={"rows": 2}),
+                                  required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Two forms share the console page: distinct element ids keep their labels apart.
@@ -43,12 +49,12 @@ class DatasetImportForm(forms.Form):
 
 class DatasetChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
-        return f"{obj.name} ({obj.table.row_count:,} rows)"
+        return _("%(name)s (%(rows)s rows)") % {"name": obj.name, "rows": number(obj.table.row_count)}
 
 
 class DatasetsChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Any) -> str:
-        return f"{obj.name} ({obj.table.row_count:,} rows)"
+        return _("%(name)s (%(rows)s rows)") % {"name": obj.name, "rows": number(obj.table.row_count)}
 
 
 class TagsField(forms.CharField):
@@ -61,83 +67,102 @@ class TagsField(forms.CharField):
 
 class ProductCreateForm(forms.Form):
     datasets = DatasetsChoiceField(
-        queryset=Dataset.objects.none(), widget=forms.CheckboxSelectMultiple,
-        help_text="One or more of your datasets; partners can add theirs while the product is a draft.",
+        label=_("Datasets"), queryset=Dataset.objects.none(), widget=forms.CheckboxSelectMultiple,
+        help_text=_("One or more of your datasets; partners can add theirs while the product is a draft."),
     )
-    title = forms.CharField(max_length=200)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-    category = forms.ChoiceField(choices=Product.Category.choices, initial=Product.Category.OTHER)
+    title = forms.CharField(label=_("Title"), max_length=200)
+    description = forms.CharField(label=_("Description"), widget=forms.Textarea(attrs={"rows": 3}),
+                                  required=False)
+    category = forms.ChoiceField(label=_("Category"), choices=Product.Category.choices,
+                                 initial=Product.Category.OTHER)
     tags = TagsField(
-        max_length=500, required=False, help_text="Comma separated, e.g. retail, customers, north.",
+        label=_("Tags"), max_length=500, required=False,
+        help_text=_("Comma separated, e.g. retail, customers, north."),
     )
-    purposes = forms.MultipleChoiceField(choices=Product.Purpose.choices, widget=forms.CheckboxSelectMultiple)
-    base_price = forms.DecimalField(
-        label="Base price ($)", min_value=Decimal("0"), max_digits=10, decimal_places=2,
-        initial=Decimal("10.00"),
-    )
-    price_per_match = forms.DecimalField(
-        label="Price per matched record ($)", min_value=Decimal("0"), max_digits=10, decimal_places=2,
-        initial=Decimal("0.05"),
-    )
+    purposes = forms.MultipleChoiceField(label=_("Purposes"), choices=Product.Purpose.choices,
+                                         widget=forms.CheckboxSelectMultiple)
+    # The amounts' labels name the marketplace's currency (set in __init__, in the reader's language).
+    base_price = forms.DecimalField(min_value=Decimal("0"), max_digits=10, decimal_places=2, initial=Decimal("10.00"))
+    price_per_match = forms.DecimalField(min_value=Decimal("0"), max_digits=10, decimal_places=2,
+                                         initial=Decimal("0.05"))
     quota = forms.IntegerField(
-        min_value=1, max_value=10_000, initial=5, help_text="Jobs allowed per purchase."
+        label=_("Quota"), min_value=1, max_value=10_000, initial=5,
+        help_text=_("Jobs allowed per purchase."),
     )
-    validity_days = forms.IntegerField(min_value=1, max_value=3650, initial=30)
+    validity_days = forms.IntegerField(label=_("Validity days"), min_value=1, max_value=3650, initial=30)
     min_cohort = forms.IntegerField(
-        label="Minimum cohort", min_value=1, max_value=1_000_000, initial=3,
-        help_text="Release rule: a smaller result is never released.",
+        label=_("Minimum cohort"), min_value=1, max_value=1_000_000, initial=3,
+        help_text=_("Release rule: a smaller result is never released."),
     )
     compute_types = forms.MultipleChoiceField(
-        label="Sold as", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
-        help_text="What a buyer may run on it. A private lookup returns your chosen columns for the ids a "
-                  "buyer asks about; cross-table statistics the count, sum and mean of one of your columns per "
-                  "group of the buyer's, never a row; a private set intersection only which of its ids you hold.",
+        label=_("Sold as"), choices=(), widget=forms.CheckboxSelectMultiple, required=False,
+        help_text=_(
+            "What a buyer may run on it. A private lookup returns your chosen columns for the ids a buyer asks "
+            "about; cross-table statistics the count, sum and mean of one of your columns per group of the "
+            "buyer's, never a row; a private set intersection only which of its ids you hold."),
     )
     id_rule = forms.ChoiceField(
-        label="Id matching", choices=list(ID_RULES.items()), initial=DEFAULT_ID_RULE, required=False,
-        help_text="How ids are normalised on both sides before they are matched.",
+        label=_("Id matching"), choices=list(ID_RULES.items()), initial=DEFAULT_ID_RULE, required=False,
+        help_text=_("How ids are normalised on both sides before they are matched."),
     )
     privacy_epsilon = forms.DecimalField(
-        label="Privacy budget for statistics (ε)", min_value=Decimal("0.001"), max_value=Decimal(100_000),
-        max_digits=9, decimal_places=3, required=False,
-        help_text="For cross-table statistics: the total ε each buyer may spend on noisy results over this "
-                  "product (e.g. 3). Leave empty to sell exact statistics, still gated by the minimum cohort.",
+        label=_("Privacy budget for statistics (ε)"), min_value=Decimal("0.001"),
+        max_value=Decimal(100_000), max_digits=9, decimal_places=3, required=False,
+        help_text=_(
+            "For cross-table statistics: the total ε each buyer may spend on noisy results over this product "
+            "(e.g. 3). Leave empty to sell exact statistics, still gated by the minimum cohort."),
     )
     price_policy = forms.ChoiceField(
-        label="Price policy", initial="contribution", required=False, choices=[
-            ("contribution", "By contribution: base price + each matched record × its dataset's quality"),
-            ("posted", "Posted: the base price, whatever it matches"),
-            ("per_match", "Per match: base price + each matched record × one blended quality"),
-            ("tiered", "Tiered by volume: base price + a rate per matched record that falls with volume"),
-            ("noisy", "By privacy loss (statistics with a budget): base price + a rate × ε^exponent"),
-            ("utility", "By utility (joint modelling and its trial): the AUC uplift the buyer's trial measured × "
-                        "the providers' share × the buyer's value of an AUC point, within a floor and a ceiling"),
+        label=_("Price policy"), initial="contribution", required=False, choices=[
+            ("contribution", _(
+                "By contribution: base price + each matched record × its dataset's quality")),
+            ("posted", _("Posted: the base price, whatever it matches")),
+            ("per_match", _("Per match: base price + each matched record × one blended quality")),
+            ("tiered", _(
+                "Tiered by volume: base price + a rate per matched record that falls with volume")),
+            ("noisy", _(
+                "By privacy loss (statistics with a budget): base price + a rate × ε^exponent")),
+            ("utility", _(
+                "By utility (joint modelling and its trial): the AUC uplift the buyer's trial measured × the "
+                "providers' share × the buyer's value of an AUC point, within a floor and a ceiling")),
         ],
-        help_text="Every policy is arbitrage-free: splitting a purchase, or averaging noisier answers, never costs "
-                  "a buyer less. Co-providers split the price by their contribution.",
+        help_text=_(
+            "Every policy is arbitrage-free: splitting a purchase, or averaging noisier answers, never costs a "
+            "buyer less. Co-providers split the price by their contribution."),
     )
     price_tiers = forms.CharField(
-        label="Tiers ($ per matched record)", required=False, max_length=300,
-        help_text="For tiered: 'up to ids: rate' bands, the last open, e.g. 1000: 0.05, 10000: 0.03, *: 0.01.",
+        required=False, max_length=300,
+        help_text=_(
+            "For tiered: 'up to ids: rate' bands, the last open, e.g. 1000: 0.05, 10000: 0.03, *: 0.01."),
     )
     price_epsilon_rate = forms.DecimalField(
-        label="Price per unit of ε ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
-        help_text="For the privacy-loss policy.",
+        required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text=_("For the privacy-loss policy."),
     )
     price_epsilon_exponent = forms.DecimalField(
-        label="Exponent of ε", required=False, min_value=Decimal("0.01"), max_value=Decimal("1"), max_digits=4,
-        decimal_places=2, initial=Decimal("1"), help_text="From 0.01 to 1: the price grows with ε, never faster.",
+        label=_("Exponent of ε"), required=False, min_value=Decimal("0.01"), max_value=Decimal("1"),
+        max_digits=4, decimal_places=2, initial=Decimal("1"),
+        help_text=_("From 0.01 to 1: the price grows with ε, never faster."),
     )
     price_floor = forms.DecimalField(
-        label="Floor ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
-        help_text="For the utility policy: the least a model costs; a trial costs the floor.")
+        required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text=_("For the utility policy: the least a model costs; a trial costs the floor."))
     price_ceiling = forms.DecimalField(
-        label="Ceiling ($)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
-        help_text="For the utility policy: the most a model costs, whatever uplift was measured.")
+        required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2,
+        help_text=_("For the utility policy: the most a model costs, whatever uplift was measured."))
     publish = forms.BooleanField(
-        label="Publish now", required=False, initial=True,
-        help_text="Leave unticked to keep a draft that partner providers can contribute datasets to.",
+        label=_("Publish now"), required=False, initial=True,
+        help_text=_("Leave unticked to keep a draft that partner providers can contribute datasets to."),
     )
+    # Labels that name the currency: {field: msgid with %(currency)s}.
+    CURRENCY_LABELS = {
+        "base_price": _("Base price (%(currency)s)"),
+        "price_per_match": _("Price per matched record (%(currency)s)"),
+        "price_tiers": _("Tiers (%(currency)s per matched record)"),
+        "price_epsilon_rate": _("Price per unit of ε (%(currency)s)"),
+        "price_floor": _("Floor (%(currency)s)"),
+        "price_ceiling": _("Ceiling (%(currency)s)"),
+    }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -155,14 +180,14 @@ class ProductCreateForm(forms.Form):
         elif kind == "noisy":
             rate, exponent = data.get("price_epsilon_rate"), data.get("price_epsilon_exponent") or Decimal(1)
             if rate is None:
-                self.add_error("price_epsilon_rate", "Give the price per unit of ε for this policy.")
+                self.add_error("price_epsilon_rate", gettext("Give the price per unit of ε for this policy."))
                 return data
             record = {"kind": "noisy", "base": cents_of(base), "rate": str(rate * 100), "exponent": str(exponent)}
         elif kind == "utility":
             floor, ceiling = data.get("price_floor"), data.get("price_ceiling")
             if floor is None or ceiling is None:
                 self.add_error("price_floor" if floor is None else "price_ceiling",
-                               "Give the floor and the ceiling of a price by utility.")
+                               gettext("Give the floor and the ceiling of a price by utility."))
                 return data
             record = {"kind": "utility", "floor": cents_of(floor), "ceiling": cents_of(ceiling)}
         data["price_policy_record"] = record
@@ -176,22 +201,25 @@ class ProductCreateForm(forms.Form):
                 dollars = Decimal(rate.strip())
                 tiers.append([None if bound.strip() == "*" else int(bound.strip()), str(dollars * 100)])
             except (ValueError, ArithmeticError):
-                self.add_error("price_tiers", f"Not a band 'up to ids: rate' (or '*: rate'): {band!r}.")
+                self.add_error("price_tiers", gettext("Not a band 'up to ids: rate' (or '*: rate'): %(band)s.") % {
+                    "band": repr(band)})
                 return []
         if not tiers:
-            self.add_error("price_tiers", "Give the tiers, e.g. 1000: 0.05, *: 0.01.")
+            self.add_error("price_tiers", gettext("Give the tiers, e.g. 1000: 0.05, *: 0.01."))
         return tiers
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "product-%s")
         super().__init__(*args, **kwargs)
+        for name, label in self.CURRENCY_LABELS.items():
+            self.fields[name].label = label % {"currency": settings.MARKETPLACE_CURRENCY}
         self.fields["datasets"].queryset = datasets  # type: ignore[attr-defined]
         self.fields["compute_types"].choices = compute_type_choices()  # type: ignore[attr-defined]
         self.fields["compute_types"].initial = [spec.name for spec in protocols_sold() if spec.default_offer]
 
 
 class ProductContributeForm(forms.Form):
-    dataset = DatasetChoiceField(queryset=Dataset.objects.none(), label="Your dataset", empty_label=None)
+    dataset = DatasetChoiceField(queryset=Dataset.objects.none(), label=_("Your dataset"), empty_label=None)
 
     def __init__(self, *args: Any, datasets: QuerySet[Dataset], **kwargs: Any) -> None:
         # One form per open draft on the console: the prefix keeps their element ids apart.
@@ -201,7 +229,7 @@ class ProductContributeForm(forms.Form):
 
 
 class ProductTransitionForm(forms.Form):
-    status = forms.ChoiceField(choices=Product.Status.choices)
+    status = forms.ChoiceField(label=_("Status"), choices=Product.Status.choices)
 
 
 STATISTICS = ("cross_stats", "joint_stats", "joint_cross_stats")  # the protocols these fields parameterise
@@ -209,51 +237,52 @@ STATISTICS = ("cross_stats", "joint_stats", "joint_cross_stats")  # the protocol
 
 class QuoteRequestForm(forms.Form):
     dataset = DatasetChoiceField(
-        queryset=Dataset.objects.none(), label="Your ids", help_text="One of your own datasets."
+        queryset=Dataset.objects.none(), label=_("Your ids"), help_text=_("One of your own datasets.")
     )
-    purpose = forms.ChoiceField(choices=())
-    compute_type = forms.ChoiceField(label="Computation", choices=(), required=False)
+    purpose = forms.ChoiceField(label=_("Purpose"), choices=())
+    compute_type = forms.ChoiceField(label=_("Computation"), choices=(), required=False)
     columns = forms.MultipleChoiceField(
-        label="Columns to return", choices=(), widget=forms.CheckboxSelectMultiple, required=False,
-        help_text="For a private lookup: the provider's columns you receive for your ids it holds (all if none).",
+        label=_("Columns to return"), choices=(), widget=forms.CheckboxSelectMultiple, required=False,
+        help_text=_("For a private lookup: the provider's columns you receive for your ids it holds (all if none)."),
     )
     value_column = forms.ChoiceField(
-        label="Provider's column", choices=(), required=False,
-        help_text="For statistics: the provider's numeric column counted, summed and averaged over your ids.")
+        label=_("Provider's column"), choices=(), required=False,
+        help_text=_("For statistics: the provider's numeric column counted, summed and averaged over your ids."))
     group_column = forms.CharField(
-        label="Group by", max_length=200, required=False,
-        help_text="For statistics: a column of your dataset (cross-table) or of the providers' data (across "
-                  "providers), e.g. segment or region; empty for one total.")
+        label=_("Group by"), max_length=200, required=False,
+        help_text=_("For statistics: a column of your dataset (cross-table) or of the providers' data (across "
+                    "providers), e.g. segment or region; empty for one total."))
     groups = forms.CharField(
-        label="Groups", max_length=20_000, required=False,
-        help_text="Across providers: the values of the providers' group column to report, comma-separated.")
+        label=_("Groups"), max_length=20_000, required=False,
+        help_text=_("Across providers: the values of the providers' group column to report, comma-separated."))
     bins = forms.CharField(
-        label="Histogram edges", max_length=2000, required=False,
-        help_text="Across providers, optional: increasing edges, comma-separated, e.g. 0, 1000, 5000, 10000.")
-    bound_low = forms.DecimalField(label="Values from", required=False, max_digits=18, decimal_places=6,
-                                   help_text="For statistics: each value is clamped into [from, to].")
-    bound_high = forms.DecimalField(label="Values to", required=False, max_digits=18, decimal_places=6)
-    decimals = forms.IntegerField(label="Decimals", min_value=0, max_value=6, initial=0, required=False)
+        label=_("Histogram edges"), max_length=2000, required=False,
+        help_text=_("Across providers, optional: increasing edges, comma-separated, e.g. 0, 1000, 5000, 10000."))
+    bound_low = forms.DecimalField(label=_("Values from"), required=False, max_digits=18, decimal_places=6,
+                                   help_text=_("For statistics: each value is clamped into [from, to]."))
+    bound_high = forms.DecimalField(label=_("Values to"), required=False, max_digits=18, decimal_places=6)
+    decimals = forms.IntegerField(label=_("Decimals"), min_value=0, max_value=6, initial=0, required=False)
     epsilon = forms.DecimalField(
-        label="Privacy loss ε", min_value=Decimal("0.001"), max_digits=9, decimal_places=3, required=False,
-        help_text="For statistics: the noise's ε (smaller is more private and noisier); charged to your "
-                  "statistics budget on this product for each run.")
+        label=_("Privacy loss ε"), min_value=Decimal("0.001"), max_digits=9, decimal_places=3, required=False,
+        help_text=_("For statistics: the noise's ε (smaller is more private and noisier); charged to your "
+                    "statistics budget on this product for each run."))
 
     label = forms.CharField(
-        label="Label column", max_length=200, required=False,
-        help_text="For joint modelling: your column of 0/1 outcomes the model learns to predict (your other "
-                  "numeric columns are your features).")
+        label=_("Label column"), max_length=200, required=False,
+        help_text=_("For joint modelling: your column of 0/1 outcomes the model learns to predict (your other "
+                    "numeric columns are your features)."))
     max_epochs = forms.IntegerField(
-        label="Epochs, at most", min_value=1, max_value=200, initial=30, required=False,
-        help_text="For joint modelling: each epoch is a job that uses one unit of each grant; training stops "
-                  "earlier when the validation loss stops improving.")
+        label=_("Epochs, at most"), min_value=1, max_value=200, initial=30, required=False,
+        help_text=_("For joint modelling: each epoch is a job that uses one unit of each grant; training stops "
+                    "earlier when the validation loss stops improving."))
     sample = forms.IntegerField(
-        label="Trial sample (rows)", min_value=100, max_value=20_000, initial=5_000, required=False,
-        help_text="For a trial: how many of the aligned ids it trains and validates on.")
+        label=_("Trial sample (rows)"), min_value=100, max_value=20_000, initial=5_000, required=False,
+        help_text=_("For a trial: how many of the aligned ids it trains and validates on."))
     value_per_auc_point = forms.DecimalField(
-        label="Value of one AUC point ($)", min_value=Decimal("0"), max_digits=12, decimal_places=2, required=False,
-        help_text="For a model priced by utility: what 0.01 of AUC is worth to you; the price is your trial's "
-                  "uplift × the providers' share × this value, within the product's floor and ceiling.")
+        label=_("Value of one AUC point"), min_value=Decimal("0"), max_digits=12, decimal_places=2, required=False,
+        help_text=_("For a model priced by utility: what 0.01 of AUC is worth to you, in the marketplace's "
+                    "currency; the price is your trial's uplift × the providers' share × this value, within the "
+                    "product's floor and ceiling."))
 
     STATISTICS_FIELDS = ("value_column", "group_column", "bound_low", "bound_high", "decimals", "epsilon")
     MODELLING_FIELDS = ("label", "max_epochs", "sample", "value_per_auc_point")
@@ -298,7 +327,7 @@ class QuoteRequestForm(forms.Form):
                 try:
                     data[name] = [float(item) for item in items]
                 except ValueError:
-                    self.add_error(name, "Write the edges as numbers separated by commas.")
+                    self.add_error(name, _("Write the edges as numbers separated by commas."))
             else:
                 data[name] = items
         return data
@@ -345,21 +374,24 @@ class AuditFilterForm(forms.Form):
 
     DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
-    subject = forms.CharField(max_length=200, required=False, help_text="Exactly, e.g. organisation:acme")
-    action = forms.CharField(max_length=100, required=False, help_text="Exactly, e.g. order.placed")
-    product = forms.UUIDField(required=False, help_text="A product's id")
-    order = forms.UUIDField(required=False, help_text="An order's id")
-    organisation = forms.SlugField(max_length=50, required=False, help_text="An organisation's slug")
-    since = forms.DateTimeField(required=False, label="From", widget=DATETIME_INPUT, help_text="UTC")
-    until = forms.DateTimeField(required=False, label="To", widget=DATETIME_INPUT, help_text="UTC, not included")
+    subject = forms.CharField(label=_("Subject"), max_length=200, required=False,
+                              help_text=_("Exactly, e.g. organisation:acme"))
+    action = forms.CharField(label=_("Action"), max_length=100, required=False,
+                             help_text=_("Exactly, e.g. order.placed"))
+    product = forms.UUIDField(label=_("Product"), required=False, help_text=_("A product's id"))
+    order = forms.UUIDField(label=_("Order"), required=False, help_text=_("An order's id"))
+    organisation = forms.SlugField(label=_("Organisation"), max_length=50, required=False,
+                                   help_text=_("An organisation's slug"))
+    since = forms.DateTimeField(required=False, label=_("From"), widget=DATETIME_INPUT, help_text=_("UTC"))
+    until = forms.DateTimeField(required=False, label=_("To"), widget=DATETIME_INPUT, help_text=_("UTC, not included"))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("product") and cleaned.get("order"):
-            self.add_error("order", "Filter by a product or by an order, not both.")
+            self.add_error("order", gettext("Filter by a product or by an order, not both."))
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and since >= until:
-            self.add_error("until", "The end of the range must come after its start.")
+            self.add_error("until", gettext("The end of the range must come after its start."))
         return cleaned
 
     def search(self) -> dict[str, Any]:

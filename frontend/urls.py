@@ -1,6 +1,9 @@
 from django.urls import path
 
-from frontend.views import account, audit, catalog, datasets, orders, quotes, session, statements
+from frontend.views import account, audit, catalog, compare, datasets, orders, quotes, session, statements
+from frontend.views import operator as operator_views
+from frontend.views.notifications import notification_index, notification_read, notification_read_all
+from frontend.views.sales import provider_sales
 
 urlpatterns = [
     path("", catalog.catalog, name="home"),
@@ -11,12 +14,23 @@ urlpatterns = [
     path("account/tokens/", account.tokens, name="account-tokens"),
     path("account/tokens/<int:token_id>/revoke/", account.token_revoke, name="account-token-revoke"),
     path("products/", catalog.catalog, name="catalog"),
+    path("products/compare/", compare.product_compare_view, name="product-compare"),
     path("products/<uuid:product_id>/", catalog.product_detail, name="product-detail"),
     path("products/<uuid:product_id>/quote/", catalog.quote_create, name="quote-create"),
     path("quotes/<uuid:quote_id>/", quotes.quote_detail, name="quote-detail"),
     path("quotes/<uuid:quote_id>/status/", quotes.quote_status, name="quote-status"),
     path("quotes/<uuid:quote_id>/buy/", quotes.quote_buy, name="quote-buy"),
+    path("notifications/", notification_index, name="notifications"),
+    path("notifications/<int:notification_id>/read/", notification_read, name="notification-read"),
+    path("notifications/read-all/", notification_read_all, name="notification-read-all"),
     path("statement/", statements.statement, name="statement"),
+    path("statement/funds/", statements.funds_request_create_view, name="funds-request-create"),
+    path("operator/", operator_views.dashboard, name="operator-dashboard"),
+    path("operator/top-ups/", operator_views.top_ups, name="operator-top-ups"),
+    path("operator/top-ups/<int:request_id>/approve/", operator_views.funds_request_approve_view,
+         name="operator-funds-approve"),
+    path("operator/top-ups/<int:request_id>/decline/", operator_views.funds_request_decline_view,
+         name="operator-funds-decline"),
     path("orders/", orders.order_index, name="orders"),
     path("orders/<uuid:order_id>/", orders.order_detail, name="order-detail"),
     path("orders/<uuid:order_id>/live/", orders.order_live, name="order-live"),
@@ -25,7 +39,10 @@ urlpatterns = [
     path("orders/<uuid:order_id>/predict/", orders.order_predict_view, name="order-predict"),
     path("orders/<uuid:order_id>/cancel/", orders.order_cancel_view, name="order-cancel"),
     path("provider/", datasets.console, name="console"),
+    path("provider/datasets/<uuid:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
+    path("provider/sales/", provider_sales, name="provider-sales"),
     path("provider/products/", datasets.product_list_create, name="product-create"),
+    path("provider/products/preview/", datasets.product_terms_preview, name="product-terms-preview"),
     path("provider/products/<uuid:product_id>/status/", datasets.product_status, name="product-status"),
     path("provider/products/<uuid:product_id>/contribute/", datasets.product_contribution_create,
          name="product-contribute"),

@@ -10,6 +10,7 @@ import binascii
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -225,13 +226,13 @@ class DatasetImportApi(APIView):
             try:
                 return base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise serializers.ValidationError("Not base64.") from exc
+                raise serializers.ValidationError(_("Not base64.")) from exc
 
         def to_internal_value(self, data: Any) -> Any:
             if hasattr(data, "get") and data.get("file") is not None and data.get("sealed_file") is None:
                 raise serializers.ValidationError({"sealed_file": [
-                    "Seal the file to your node's key and send it as sealed_file: the marketplace does not "
-                    "accept data in the clear."]})
+                    _("Seal the file to your node's key and send it as sealed_file: the marketplace does not "
+                      "accept data in the clear.")]})
             return super().to_internal_value(data)
 
     @extend_schema(request=InputSerializer, responses={202: DatasetImportOutput})
@@ -649,9 +650,16 @@ class OrderResultApi(APIView):
 class OrderRevokeApi(APIView):
     permission_classes = [IsMarketplaceMember]
 
-    @extend_schema(request=None, responses=OrderOutput)
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                       help_text="Why the grant is revoked; the buyer reads it in the audit log.")
+
+    @extend_schema(request=InputSerializer, responses=OrderOutput)
     def post(self, request: Request, order_id: str) -> Response:
         organisation = selectors.user_organisation(request.user)
         order = selectors.order_get(organisation=organisation, order_id=order_id)
-        order_grant_revoke(order=order, organisation=organisation, actor=_actor(request))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order_grant_revoke(order=order, organisation=organisation, actor=_actor(request),
+                           reason=data.validated_data.get("reason", ""))
         return Response(OrderOutput(selectors.order_get(organisation=organisation, order_id=order_id)).data)

@@ -7,6 +7,7 @@ a web page (`/register/`), not an API: API users get their tokens from the UI or
 """
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -36,7 +37,7 @@ def _caller(request: Request) -> Member:
     """The calling member; the views' permission classes have made sure there is one."""
     member: Member | None = getattr(request.user, "member", None)
     if member is None:
-        raise PermissionDenied("Your account does not belong to an organisation.")
+        raise PermissionDenied(gettext_lazy("Your account does not belong to an organisation."))
     return member
 
 

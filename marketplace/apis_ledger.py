@@ -1,5 +1,6 @@
-"""REST API of the money ledger: the operator's top-up (a payment provider stand-in) and each
-organisation's statement, as JSON pages or as one CSV file.
+"""REST API of the money ledger: the operator's top-up (a payment provider stand-in), each
+organisation's statement, as JSON pages or as one CSV file, and funds requests (a buyer asks the operator
+to add funds; the operator approves, through the same top-up, or declines with a reason).
 
 Views are thin: validate input, call a selector or a service, serialize. Errors are formatted by
 marketplace.exception_handler.
@@ -11,9 +12,12 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import renderers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,10 +25,23 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from marketplace import selectors
-from marketplace.models import LedgerEntry, LedgerTransaction
-from marketplace.pagination import CappedLimitOffsetPagination
+from marketplace.exceptions import ApplicationError
+from marketplace.models import FundsRequest, LedgerEntry, LedgerTransaction
+from marketplace.pagination import CappedLimitOffsetPagination, paginated_response, paginated_serializer
 from marketplace.permissions import IsMarketplaceMember, IsOperator
+from marketplace.selectors_operator import funds_request_list
+from marketplace.services.funding import (
+    FUNDS_TEXT_MAX,
+    funds_request_approve,
+    funds_request_create,
+    funds_request_decline,
+)
 from marketplace.services.ledger import TOP_UP_MAX, ledger_top_up
+
+# Every amount of this API is integer cents of the marketplace's one currency (settings.MARKETPLACE_CURRENCY).
+CENTS_HELP = ("Integer cents of the marketplace's currency (see `currency`): 12345 is 123.45. "
+              "Never a decimal amount.")
+TOP_UP_CENTS_HELP = "Integer cents of the marketplace's currency: 12345 is 123.45. Never a decimal amount."
 
 STATEMENT_COLUMNS = ["date", "transaction", "account", "memo", "order", "amount", "running_balance"]
 
@@ -142,7 +159,7 @@ class TopUpCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         organisation = serializers.SlugField(max_length=50, help_text="The slug of the organisation to credit.")
-        amount = serializers.IntegerField(min_value=1, max_value=TOP_UP_MAX, help_text="Cents.")
+        amount = serializers.IntegerField(min_value=1, max_value=TOP_UP_MAX, help_text=TOP_UP_CENTS_HELP)
 
         class Meta:
             ref_name = "TopUpInput"
@@ -150,7 +167,7 @@ class TopUpCreateApi(APIView):
     class OutputSerializer(serializers.Serializer):
         transaction = serializers.IntegerField(source="id")
         organisation = serializers.CharField()
-        amount = serializers.IntegerField()
+        amount = serializers.IntegerField(help_text=TOP_UP_CENTS_HELP)
         memo = serializers.CharField()
         created_at = serializers.DateTimeField()
 
@@ -180,3 +197,121 @@ def _top_up_view(record: LedgerTransaction) -> dict[str, Any]:
     assert organisation is not None  # a top-up always credits an organisation's balance
     return {"id": record.id, "organisation": organisation.slug, "amount": credit.amount,
             "memo": record.memo, "created_at": record.created_at}
+
+
+class FundsRequestOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    organisation = serializers.CharField(source="organisation.slug", help_text="The slug of the organisation.")
+    organisation_name = serializers.CharField(source="organisation.name")
+    amount = serializers.IntegerField(help_text=CENTS_HELP)
+    currency = serializers.SerializerMethodField(help_text="ISO 4217 code of the marketplace's currency.")
+    note = serializers.CharField(help_text="The buyer's note to the operator.")
+    status = serializers.ChoiceField(choices=FundsRequest.Status.choices,
+                                     help_text="pending, then approved (the funds were added) or declined.")
+    requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(help_text="Why it was declined (empty otherwise).")
+    top_up = serializers.IntegerField(source="top_up_id", allow_null=True,
+                                      help_text="The ledger transaction that added the funds, once approved.")
+
+    class Meta:
+        ref_name = "FundsRequest"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_currency(self, obj: FundsRequest) -> str:
+        return str(settings.MARKETPLACE_CURRENCY)
+
+
+class IsMarketplaceMemberOrOperator(IsMarketplaceMember):
+    """A member of a trading organisation (its own requests), or the operator (everyone's), staff included."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return IsOperator().has_permission(request, view) or super().has_permission(request, view)
+
+
+def _funds_status(request: Request) -> str | None:
+    wanted = request.query_params.get("status") or None
+    if wanted is not None and wanted not in FundsRequest.Status.values:
+        raise ApplicationError(
+            _("status must be one of %(choices)s.") % {"choices": ", ".join(FundsRequest.Status.values)},
+            {"field": "status"})
+    return wanted
+
+
+class FundsRequestListCreateApi(APIView):
+    """GET: funds requests, newest first: the operator sees every organisation's, anyone else their own
+    organisation's. POST: a member asks the operator to add funds to its organisation's balance; one pending
+    request per organisation at a time (a second is a 409). Amounts are integer cents."""
+
+    permission_classes = [IsMarketplaceMemberOrOperator]
+
+    class InputSerializer(serializers.Serializer):
+        amount = serializers.IntegerField(min_value=1, max_value=TOP_UP_MAX, help_text=CENTS_HELP)
+        note = serializers.CharField(max_length=FUNDS_TEXT_MAX, required=False, allow_blank=True, default="",
+                                     help_text="Optional: what the funds are for, how they will be paid.")
+
+        class Meta:
+            ref_name = "FundsRequestInput"
+
+    @extend_schema(
+        operation_id="ledger_funds_requests_list",
+        parameters=[
+            *CappedLimitOffsetPagination.parameters(),
+            OpenApiParameter("status", str, OpenApiParameter.QUERY, enum=FundsRequest.Status.values,
+                             description="Only the requests of this status."),
+        ],
+        responses=paginated_serializer(FundsRequestOutput),
+    )
+    def get(self, request: Request) -> Response:
+        wanted = _funds_status(request)
+        if IsOperator().has_permission(request, self):
+            requests = funds_request_list(status=wanted)
+        else:
+            requests = funds_request_list(organisation=selectors.user_organisation(request.user), status=wanted)
+        return paginated_response(queryset=requests, serializer_class=FundsRequestOutput, request=request, view=self)
+
+    @extend_schema(operation_id="ledger_funds_requests_create", request=InputSerializer,
+                   responses={201: FundsRequestOutput})
+    def post(self, request: Request) -> Response:
+        organisation = selectors.user_organisation(request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        funds = funds_request_create(organisation=organisation, user=request.user,
+                                     amount=data.validated_data["amount"], note=data.validated_data["note"])
+        return Response(FundsRequestOutput(funds).data, status=status.HTTP_201_CREATED)
+
+
+class FundsRequestApproveApi(APIView):
+    """The operator approves a pending request: its amount (integer cents) is added to the organisation's
+    balance through the top-up (payment provider stand-in). Approving an approved request again changes
+    nothing and pays nothing (200, the same body); a declined one is a 409. Operator only (403)."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(request=None, responses={200: FundsRequestOutput})
+    def post(self, request: Request, funds_request_id: int) -> Response:
+        funds = funds_request_approve(request_id=funds_request_id, operator_user=request.user)
+        return Response(FundsRequestOutput(funds).data)
+
+
+class FundsRequestDeclineApi(APIView):
+    """The operator declines a pending request with a reason the buyer reads (required). Declining it again
+    changes nothing; an approved request is a 409. Operator only (403)."""
+
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=FUNDS_TEXT_MAX, help_text="Why: the buyer's members read it.")
+
+        class Meta:
+            ref_name = "FundsRequestDeclineInput"
+
+    @extend_schema(request=InputSerializer, responses={200: FundsRequestOutput})
+    def post(self, request: Request, funds_request_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        funds = funds_request_decline(request_id=funds_request_id, operator_user=request.user,
+                                      reason=data.validated_data["reason"])
+        return Response(FundsRequestOutput(funds).data)

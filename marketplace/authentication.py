@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -24,13 +25,13 @@ class ApiTokenAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != KEYWORD.lower().encode():
             return None  # not ours: another authenticator (or none) answers
         if len(parts) != 2:
-            raise AuthenticationFailed("Invalid Authorization header: send `Authorization: Token <secret>`.")
+            raise AuthenticationFailed(_("Invalid Authorization header: send `Authorization: Token <secret>`."))
         try:
             secret = parts[1].decode("ascii")
         except UnicodeDecodeError as error:
-            raise AuthenticationFailed("Invalid token.") from error
+            raise AuthenticationFailed(_("Invalid token.")) from error
         if len(secret) > MAX_SECRET_CHARS:
-            raise AuthenticationFailed("Invalid token.")
+            raise AuthenticationFailed(_("Invalid token."))
         try:
             token = api_token_authenticate(secret=secret)
         except TokenRejected as error:

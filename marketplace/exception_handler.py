@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import Http404
+from django.utils import translation
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -15,6 +17,7 @@ from rest_framework.views import exception_handler, set_rollback
 from audit.chain.errors import ChainUnavailable
 from audit.services import audit_record
 from marketplace.exceptions import ApplicationError
+from marketplace.permissions import REFUSALS
 
 DENIED_STATUSES = {403, 404}
 # When a client may ask again after the chain did not answer: the outbox retries its writes on about
@@ -30,11 +33,30 @@ logger = logging.getLogger(__name__)
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = _error_response(exc, context)
     if response is not None and response.status_code in DENIED_STATUSES:
-        _denial_record(context.get("request"), response)
+        _denial_record(context.get("request"), response, _message_in_english(exc, response))
     return response
 
 
-def _denial_record(request: Any, response: Response) -> None:
+def _message_in_english(exc: Exception, response: Response) -> str:
+    """The refusal's message as the audit log keeps it: in English, whatever language the caller reads,
+    where the message was raised lazily (fixed refusals, the role checks, Django's 404 and 403); otherwise
+    as it was shown."""
+    if isinstance(exc, ApplicationError):
+        return exc.message_in("en")
+    lazy: Any = None
+    if isinstance(exc, Http404):
+        lazy = exceptions.NotFound.default_detail
+    elif isinstance(exc, DjangoPermissionDenied):
+        lazy = exceptions.PermissionDenied.default_detail
+    elif isinstance(exc, exceptions.PermissionDenied):
+        lazy = REFUSALS.get(str(exc.get_codes()))  # a role check's refusal, by the code DRF kept
+    if lazy is None:
+        return str(response.data.get("message", "")) if isinstance(response.data, dict) else ""
+    with translation.override("en"):
+        return str(lazy)
+
+
+def _denial_record(request: Any, response: Response, message: str) -> None:
     """Audit a refused or not-found request of a signed-in caller (QUALITY 1: denials are audited).
 
     Every 403/404 is recorded alike, whether or not the object exists elsewhere, and only the caller's
@@ -49,11 +71,10 @@ def _denial_record(request: Any, response: Response) -> None:
     if user is None or not user.is_authenticated:
         return
     member = getattr(user, "member", None)
-    message = response.data.get("message", "") if isinstance(response.data, dict) else ""
     audit_record(
         actor=f"user:{user.get_username()}", action="access.denied",
         subject=f"api:{request.method} {request.path}"[:200],
-        payload={"status": response.status_code, "message": str(message)[:200]},
+        payload={"status": response.status_code, "message": message[:200]},
         parties=[member.organisation.slug] if member is not None else [],
     )
 
@@ -64,7 +85,7 @@ def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ChainUnavailable):
         # A read that needs the chain (e.g. a grant's usage): a clear, retryable answer, never a 500.
         return Response(
-            {"message": "The chain is not answering; try again shortly.",
+            {"message": _("The chain is not answering; try again shortly."),
              "extra": {"retry_after": CHAIN_RETRY_AFTER_SECONDS}},
             status=503, headers={"Retry-After": str(CHAIN_RETRY_AFTER_SECONDS)},
         )
@@ -72,8 +93,8 @@ def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
         logger.warning("Request %s rolled back by the database: %s", _request_line(context), exc)
         set_rollback()
         return Response(
-            {"message": "The database could not complete the request (busy or briefly away); try again. "
-                        "A request sent again with the same Idempotency-Key takes effect at most once.",
+            {"message": _("The database could not complete the request (busy or briefly away); try again. "
+                          "A request sent again with the same Idempotency-Key takes effect at most once."),
              "extra": {"retry_after": DATABASE_RETRY_AFTER_SECONDS}},
             status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )
@@ -107,7 +128,7 @@ def _validation_summary(errors: Any) -> str:
             first = value[0] if isinstance(value, list) and value else value
             label = "" if field == "non_field_errors" else f"{field}: "
             parts.append(f"{label}{_validation_summary(first) if isinstance(first, dict | list) else first}")
-        return "; ".join(parts) or "Invalid input."
+        return "; ".join(parts) or _("Invalid input.")
     if isinstance(errors, list) and errors:
         return _validation_summary(errors[0]) if isinstance(errors[0], dict | list) else str(errors[0])
-    return str(errors) or "Invalid input."
+    return str(errors) or _("Invalid input.")

@@ -1,17 +1,23 @@
 """The catalog's search and filter parameters, checked in one place for the API and the web UI."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.utils.functional import lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
 from compute.protocols.registry import protocols_sold
 from marketplace.models import Product
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
+
 
 def compute_type_choices() -> list[tuple[str, str]]:
-    """The compute types a product may sell, from the protocol registry."""
-    return [(spec.name, spec.label) for spec in protocols_sold()]
+    """The compute types a product may sell, from the protocol registry, labelled in the active language."""
+    return [(spec.name, _(spec.label)) for spec in protocols_sold()]
 
 # Each ordering ends on the primary key, so offset pages never repeat or skip a product on ties.
 PRODUCT_ORDERINGS: dict[str, tuple[str, ...]] = {
@@ -29,11 +35,20 @@ def _one_of(values: list[str]) -> str:
     return ", ".join(values)
 
 
-def _choice(choices: list[tuple[str, str]], name: str) -> serializers.ChoiceField:
-    allowed = _one_of([value for value, _ in choices])
+def _allowed_filled(message: StrPromise, allowed: str) -> str:
+    return str(message) % {"allowed": allowed}
+
+
+# A refused choice's message: the allowed values are filled in when DRF uses it, in the language of the request
+# (a lazy string), then DRF fills in "{input}", the value refused.
+_invalid_choice = lazy(_allowed_filled, str)
+
+
+def _choice(choices: list[tuple[str, Any]], invalid: StrPromise) -> serializers.ChoiceField:
+    allowed = _one_of([value for value, _label in choices])
     return serializers.ChoiceField(
         choices, required=False, help_text=f"One of: {allowed}.",
-        error_messages={"invalid_choice": f'"{{input}}" is not a known {name}; use one of: {allowed}.'},
+        error_messages={"invalid_choice": _invalid_choice(invalid, allowed)},
     )
 
 
@@ -41,7 +56,7 @@ def _price(edge: str) -> serializers.IntegerField:
     return serializers.IntegerField(
         required=False, min_value=0, max_value=PRICE_MAX_CENTS,
         help_text=f"{edge} base price, in cents (inclusive).",
-        error_messages={"invalid": "A price is a whole number of cents."},
+        error_messages={"invalid": gettext_lazy("A price is a whole number of cents.")},
     )
 
 
@@ -53,10 +68,12 @@ class ProductSearchInput(serializers.Serializer):
         required=False, allow_blank=True, max_length=SEARCH_MAX_CHARS,
         help_text="Words to find in the title, description, tags or provider name (case-insensitive).",
     )
-    category = _choice(Product.Category.choices, "category")
+    category = _choice(Product.Category.choices,
+                       gettext_lazy('"{input}" is not a known category; use one of: %(allowed)s.'))
     tag = serializers.CharField(required=False, allow_blank=True, max_length=40,
                                 help_text="Products carrying this tag (tags are lower case).")
-    compute_type = _choice(compute_type_choices(), "compute type")
+    compute_type = _choice(compute_type_choices(),
+                           gettext_lazy('"{input}" is not a known compute type; use one of: %(allowed)s.'))
     provider = serializers.SlugField(required=False, allow_blank=True, max_length=50,
                                      help_text="The lead provider's organisation slug.")
     price_min = _price("Lowest")
@@ -64,8 +81,9 @@ class ProductSearchInput(serializers.Serializer):
     ordering = serializers.ChoiceField(
         [(name, name) for name in PRODUCT_ORDERINGS], required=False, default="newest",
         help_text=f"Sort order: {_one_of(list(PRODUCT_ORDERINGS))} (default newest).",
-        error_messages={"invalid_choice": f'"{{input}}" is not a known ordering; use one of: '
-                                          f"{_one_of(list(PRODUCT_ORDERINGS))}."},
+        error_messages={"invalid_choice": _invalid_choice(
+            gettext_lazy('"{input}" is not a known ordering; use one of: %(allowed)s.'),
+            _one_of(list(PRODUCT_ORDERINGS)))},
     )
 
     def validate_tag(self, value: str) -> str:
@@ -74,7 +92,7 @@ class ProductSearchInput(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         low, high = attrs.get("price_min"), attrs.get("price_max")
         if low is not None and high is not None and low > high:
-            raise serializers.ValidationError({"price_min": "The lowest price is above the highest."})
+            raise serializers.ValidationError({"price_min": _("The lowest price is above the highest.")})
         return attrs
 
 

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -49,7 +50,8 @@ class CappedLimitOffsetPagination(LimitOffsetPagination):
         limit = self._whole_number(request, self.limit_query_param, default=self.default_limit)
         if limit < 1:
             raise ApplicationError(
-                f"{self.limit_query_param} must be at least 1 (at most {self.max_limit} are served).",
+                _("%(name)s must be at least 1 (at most %(max)s are served).") % {
+                    "name": self.limit_query_param, "max": self.max_limit},
                 {"field": self.limit_query_param, "max": self.max_limit},
             )
         return min(limit, self.max_limit)
@@ -57,7 +59,7 @@ class CappedLimitOffsetPagination(LimitOffsetPagination):
     def get_offset(self, request: Request) -> int:
         offset = self._whole_number(request, self.offset_query_param, default=0)
         if offset < 0:
-            raise ApplicationError(f"{self.offset_query_param} must not be negative.",
+            raise ApplicationError(_("%(name)s must not be negative.") % {"name": self.offset_query_param},
                                    {"field": self.offset_query_param})
         return offset
 
@@ -69,7 +71,7 @@ class CappedLimitOffsetPagination(LimitOffsetPagination):
         try:
             return int(raw.strip())
         except ValueError:  # also raised for absurdly long digit strings
-            raise ApplicationError(f"{name} must be a whole number.", {"field": name}) from None
+            raise ApplicationError(_("%(name)s must be a whole number.") % {"name": name}, {"field": name}) from None
 
     @classmethod
     def parameters(cls) -> list[OpenApiParameter]:

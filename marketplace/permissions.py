@@ -13,10 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from marketplace.models import Member
+
+# Each refusal by its code: DRF answers in the caller's language, and the API's exception handler records
+# the refusal in the audit log in English, found again by the code DRF keeps on the error.
+REFUSALS = {
+    "not_a_member": gettext_lazy("Your account does not belong to an organisation."),
+    "not_trading": gettext_lazy("Only members of a provider or consumer organisation use the marketplace."),
+    "auditor": gettext_lazy("Auditor accounts read audit data only."),
+    "not_a_provider": gettext_lazy("Only provider organisations may do this."),
+    "not_a_consumer": gettext_lazy("Only consumer organisations may do this."),
+    "not_the_operator": gettext_lazy("Only the platform operator may do this."),
+    "not_an_owner": gettext_lazy("Only an owner of the organisation may do this."),
+}
 
 
 def _member(request: Request) -> Any:
@@ -27,23 +40,28 @@ def _member(request: Request) -> Any:
 
 
 class IsOrganisationMember(BasePermission):
-    message = "Your account does not belong to an organisation."
+    code = "not_a_member"
+    message = REFUSALS[code]
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return _member(request) is not None
 
 
 class IsMarketplaceMember(BasePermission):
-    message = "Only members of a provider or consumer organisation use the marketplace."
+    code = "not_trading"
+    message = REFUSALS[code]
 
     def has_permission(self, request: Request, view: Any) -> bool:
         member = _member(request)
         if member is None:
             return False
         if member.organisation.is_auditor:
-            self.message = "Auditor accounts read audit data only."
+            self._refuse("auditor")
             return False
         return True
+
+    def _refuse(self, code: str) -> None:
+        self.code, self.message = code, REFUSALS[code]
 
 
 class IsProviderMember(IsMarketplaceMember):
@@ -51,7 +69,7 @@ class IsProviderMember(IsMarketplaceMember):
         if not super().has_permission(request, view):
             return False
         if not _member(request).organisation.is_provider:
-            self.message = "Only provider organisations may do this."
+            self._refuse("not_a_provider")
             return False
         return True
 
@@ -61,13 +79,14 @@ class IsConsumerMember(IsMarketplaceMember):
         if not super().has_permission(request, view):
             return False
         if not _member(request).organisation.is_consumer:
-            self.message = "Only consumer organisations may do this."
+            self._refuse("not_a_consumer")
             return False
         return True
 
 
 class IsOperator(BasePermission):
-    message = "Only the platform operator may do this."
+    code = "not_the_operator"
+    message = REFUSALS[code]
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
@@ -78,7 +97,8 @@ class IsOperator(BasePermission):
 
 
 class IsOrganisationOwner(BasePermission):
-    message = "Only an owner of the organisation may do this."
+    code = "not_an_owner"
+    message = REFUSALS[code]
 
     def has_permission(self, request: Request, view: Any) -> bool:
         member = _member(request)

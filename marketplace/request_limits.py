@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -33,18 +35,28 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        refusal = self._refusal(request)
+        return refusal if refusal is not None else self.get_response(request)
+
+    @staticmethod
+    def _refusal(request: HttpRequest) -> HttpResponse | None:
         declared = request.META.get("CONTENT_LENGTH") or "0"
         limit = body_limit(request.path)
         try:
             length = int(declared)
         except ValueError:
-            return _refuse(request, 400, "The Content-Length header is not a number.", {})
-        if length < 0:
-            return _refuse(request, 400, "The Content-Length header is negative.", {})
-        if length > limit:
-            return _refuse(request, 413, f"The request body is {length:,} bytes; this route takes at most "
-                                         f"{limit:,}.", {"limit": limit})
-        return self.get_response(request)
+            length = None
+        if length is not None and 0 <= length <= limit:
+            return None
+        # This runs before the locale middleware: answer in the language the browser asks for.
+        with translation.override(translation.get_language_from_request(request)):
+            if length is None:
+                return _refuse(request, 400, _("The Content-Length header is not a number."), {})
+            if length < 0:
+                return _refuse(request, 400, _("The Content-Length header is negative."), {})
+            return _refuse(request, 413, _("The request body is %(length)s bytes; this route takes at most "
+                                           "%(limit)s.") % {"length": f"{length:,}", "limit": f"{limit:,}"},
+                           {"limit": limit})
 
 
 def _refuse(request: HttpRequest, status: int, message: str, extra: dict[str, Any]) -> HttpResponse:
@@ -63,13 +75,15 @@ def json_shape_check(data: bytes) -> None:
             deepest = max(deepest, depth)
             items += 1
             if deepest > settings.JSON_MAX_DEPTH:
-                raise ParseError(f"The JSON document is nested deeper than {settings.JSON_MAX_DEPTH} levels.")
+                raise ParseError(_("The JSON document is nested deeper than %(depth)s levels.") % {
+                    "depth": settings.JSON_MAX_DEPTH})
         elif char in (b"]", b"}"):
             depth -= 1
         else:
             items += 1
         if items > settings.JSON_MAX_ITEMS:
-            raise ParseError(f"The JSON document holds more than {settings.JSON_MAX_ITEMS:,} values.")
+            raise ParseError(_("The JSON document holds more than %(items)s values.") % {
+                "items": f"{settings.JSON_MAX_ITEMS:,}"})
 
 
 class BoundedJSONParser(JSONParser):
@@ -82,7 +96,7 @@ class BoundedJSONParser(JSONParser):
         try:
             return json.loads(data.decode(self._encoding(parser_context)) if data else "null")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
+            raise ParseError(_("JSON parse error - %(error)s") % {"error": exc}) from exc
 
     @staticmethod
     def _encoding(parser_context: Mapping[str, Any] | None) -> str:

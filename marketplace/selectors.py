@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import F, Prefetch, Q, QuerySet, Sum, Window
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.chain.registry import grant_state
 from compute.models import TableImport
@@ -28,9 +30,9 @@ def user_organisation(user: Any) -> Organisation:
     page and API that asks for the user's organisation refuses them (403)."""
     member = getattr(user, "member", None) if user and user.is_authenticated else None
     if member is None:
-        raise PermissionDenied("Your account does not belong to an organisation.")
+        raise PermissionDenied(gettext_lazy("Your account does not belong to an organisation."))
     if member.organisation.is_auditor:
-        raise PermissionDenied("Auditor accounts read audit data only.")
+        raise PermissionDenied(gettext_lazy("Auditor accounts read audit data only."))
     return member.organisation
 
 
@@ -59,7 +61,7 @@ def dataset_import_get(*, organisation: Organisation, import_id: Any) -> TableIm
 def dataset_get(*, organisation: Organisation, dataset_id: Any) -> Dataset:
     dataset = dataset_list(organisation=organisation).filter(id=dataset_id).first()
     if dataset is None:
-        raise NotFound("Dataset not found.")
+        raise NotFound(gettext_lazy("Dataset not found."))
     return dataset
 
 
@@ -103,7 +105,8 @@ def product_search(
     lead provider's slug; prices bound `base_price` in cents, both ends inclusive.
     """
     if ordering not in PRODUCT_ORDERINGS:
-        raise ApplicationError(f"Unknown ordering {ordering!r}.", {"allowed": list(PRODUCT_ORDERINGS)})
+        raise ApplicationError(_("Unknown ordering %(ordering)s.") % {"ordering": repr(ordering)},
+                               {"allowed": list(PRODUCT_ORDERINGS)})
     products = product_catalog()
     if q:
         products = products.filter(Q(title__icontains=q) | Q(description__icontains=q) | Q(tags__icontains=q)
@@ -142,7 +145,7 @@ def product_visible(*, organisation: Organisation | None) -> QuerySet[Product]:
 def product_get(*, product_id: Any, organisation: Organisation | None = None) -> Product:
     product = product_visible(organisation=organisation).filter(id=product_id).first()
     if product is None:
-        raise NotFound("Product not found.")
+        raise NotFound(gettext_lazy("Product not found."))
     return product
 
 
@@ -150,7 +153,7 @@ def product_led_by(*, organisation: Organisation, product_id: Any) -> Product:
     """A product the organisation leads, whatever its status."""
     product = Product.objects.filter(id=product_id, provider=organisation).first()
     if product is None:
-        raise NotFound("Product not found among the products you lead.")
+        raise NotFound(gettext_lazy("Product not found among the products you lead."))
     return product
 
 
@@ -158,7 +161,7 @@ def product_open_for_contribution(*, product_id: Any) -> Product:
     """A draft product that providers may contribute their datasets to."""
     product = Product.objects.filter(id=product_id, status=Product.Status.DRAFT).first()
     if product is None:
-        raise NotFound("Product not found among drafts open for contributions.")
+        raise NotFound(gettext_lazy("Product not found among drafts open for contributions."))
     return product
 
 
@@ -176,7 +179,7 @@ def quote_get(*, organisation: Organisation, quote_id: Any) -> Quote:
         .first()
     )
     if quote is None:
-        raise NotFound("Quote not found.")
+        raise NotFound(gettext_lazy("Quote not found."))
     return quote
 
 
@@ -211,14 +214,14 @@ def order_grants_usage(*, order: Order) -> list[dict[str, Any]]:
 def order_get(*, organisation: Organisation, order_id: Any) -> Order:
     order = order_list(organisation=organisation).filter(id=order_id).first()
     if order is None:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext_lazy("Order not found."))
     return order
 
 
 def order_get_as_buyer(*, organisation: Organisation, order_id: Any) -> Order:
     order = Order.objects.filter(id=order_id, buyer=organisation).select_related("product__provider").first()
     if order is None:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext_lazy("Order not found."))
     return order
 
 

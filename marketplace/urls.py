@@ -5,6 +5,7 @@ from marketplace import apis
 urlpatterns = [
     path("me/", apis.MeApi.as_view(), name="api-me"),
     path("ledger/", include("marketplace.urls_ledger")),
+    path("notifications/", include("marketplace.urls_notifications")),
     path("datasets/", apis.DatasetListApi.as_view(), name="api-dataset-list"),
     path("datasets/import/", apis.DatasetImportApi.as_view(), name="api-dataset-import"),
     path("datasets/<uuid:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-dataset-detail"),

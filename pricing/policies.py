@@ -22,6 +22,21 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, ClassVar
 
+from django.utils.translation import gettext, gettext_noop
+
+
+class PolicyError(ValueError):
+    """A price policy a provider cannot choose. ``str()`` is English (a quote that fails records it);
+    ``translated()`` is what the provider reads, in the language of its request."""
+
+    def __init__(self, template: str, **params: Any) -> None:
+        super().__init__(template % params if params else template)
+        self.template, self.params = template, params
+
+    def translated(self) -> str:
+        text = gettext(self.template)
+        return text % self.params if self.params else text
+
 
 @dataclass(frozen=True)
 class PriceInputs:
@@ -81,7 +96,7 @@ def cents_up(value: Decimal) -> int:
 def _non_negative(**amounts: int | Decimal) -> None:
     for name, amount in amounts.items():
         if amount < 0:
-            raise ValueError(f"{name} cannot be negative")
+            raise PolicyError(gettext_noop("%(name)s cannot be negative"), name=name)
 
 
 class Policy:
@@ -144,14 +159,15 @@ class Tiered(Policy):
     def __post_init__(self) -> None:
         _non_negative(base=self.base)
         if not self.tiers or self.tiers[-1][0] is not None:
-            raise ValueError("tiers end with an open band (bound None)")
+            raise PolicyError(gettext_noop("tiers end with an open band (bound None)"))
         bounds = [bound for bound, _ in self.tiers[:-1]]
         rates = [rate for _, rate in self.tiers]
         if any(bound is None or bound <= 0 for bound in bounds) or bounds != sorted(set(bounds)):  # type: ignore[type-var]
-            raise ValueError("tier bounds are positive and increasing")
+            raise PolicyError(gettext_noop("tier bounds are positive and increasing"))
         rising = any(later > earlier for earlier, later in zip(rates, rates[1:], strict=False))
         if any(rate < 0 for rate in rates) or rising:
-            raise ValueError("a later tier's rate cannot exceed an earlier one's (volume never costs more per id)")
+            raise PolicyError(gettext_noop(
+                "a later tier's rate cannot exceed an earlier one's (volume never costs more per id)"))
 
     def price(self, inputs: PriceInputs) -> Priced:
         lines = [Line("base", "Base fee", self.base)]
@@ -181,7 +197,7 @@ class UtilityBased(Policy):
     def __post_init__(self) -> None:
         _non_negative(floor=self.floor, ceiling=self.ceiling)
         if self.floor > self.ceiling:
-            raise ValueError("the floor cannot exceed the ceiling")
+            raise PolicyError(gettext_noop("the floor cannot exceed the ceiling"))
 
     def price(self, inputs: PriceInputs) -> Priced:
         if inputs.auc_uplift is None or inputs.provider_share is None or inputs.value_per_auc_point is None:
@@ -210,7 +226,8 @@ class NoisyAnswer(Policy):
     def __post_init__(self) -> None:
         _non_negative(base=self.base, rate=self.rate)
         if not 0 < self.exponent <= 1:
-            raise ValueError("the exponent of ε lies in (0, 1]: a convex price in ε could be undercut by averaging")
+            raise PolicyError(gettext_noop(
+                "the exponent of ε lies in (0, 1]: a convex price in ε could be undercut by averaging"))
 
     def price(self, inputs: PriceInputs) -> Priced:
         if inputs.epsilon is None:
@@ -238,26 +255,32 @@ def policy_from_record(record: Mapping[str, Any]) -> Policy:
     kind = record.get("kind")
     cls = POLICIES.get(str(kind))
     if cls is None:
-        raise ValueError(f"unknown price policy {kind!r}; one of {', '.join(POLICIES)}")
+        raise PolicyError(gettext_noop("unknown price policy %(kind)s; one of %(kinds)s"), kind=repr(kind),
+                          kinds=", ".join(POLICIES))
     fields = {key: value for key, value in record.items() if key != "kind"}
     for name in ("amount", "base", "floor", "ceiling"):
         if name in fields and not _cents(fields[name]):
-            raise ValueError(f"{name} is a whole number of cents from 0 to {MAX_CENTS:,}")
+            raise PolicyError(gettext_noop("%(name)s is a whole number of cents from 0 to %(max)s"), name=name,
+                              max=f"{MAX_CENTS:,}")
     try:
         if cls is Tiered:
             fields["tiers"] = tuple((bound, Decimal(str(rate))) for bound, rate in fields.get("tiers", ()))
             if any(bound is not None and not _cents(bound) for bound, _ in fields["tiers"]):
-                raise ValueError("a tier's bound is a whole number of ids (or null for the last, open one)")
+                raise PolicyError(gettext_noop(
+                    "a tier's bound is a whole number of ids (or null for the last, open one)"))
         for name in ("per_id", "rate", "exponent"):
             if name in fields:
                 fields[name] = Decimal(str(fields[name]))
                 if not fields[name].is_finite() or fields[name] > MAX_CENTS:
-                    raise ValueError(f"{name} is a finite number up to {MAX_CENTS:,}")
+                    raise PolicyError(gettext_noop("%(name)s is a finite number up to %(max)s"), name=name,
+                                      max=f"{MAX_CENTS:,}")
         if any(not rate.is_finite() or rate > MAX_CENTS for _, rate in fields.get("tiers", ())):
-            raise ValueError(f"a tier's rate is a finite number of cents up to {MAX_CENTS:,}")
+            raise PolicyError(gettext_noop("a tier's rate is a finite number of cents up to %(max)s"),
+                              max=f"{MAX_CENTS:,}")
         return cls(**fields)
     except (TypeError, ArithmeticError) as error:  # a missing or unknown field, a number that is not one
-        raise ValueError(f"bad fields for a {kind} policy: {error}") from error
+        raise PolicyError(gettext_noop("bad fields for a %(kind)s policy: %(error)s"), kind=kind,
+                          error=error) from error
 
 
 def inputs_from_record(record: Mapping[str, Any]) -> PriceInputs:

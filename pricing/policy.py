@@ -17,16 +17,20 @@ Every input is recorded with the quote (`*_inputs`), and `quote_recompute` price
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from typing import Any
 
+from django.utils import formats
+from django.utils.translation import gettext, gettext_noop
+
 from pricing.policies import (
     NoisyAnswer,
     PerMatch,
     Policy,
+    PolicyError,
     Posted,
     PriceInputs,
     Tiered,
@@ -221,11 +225,11 @@ def policy_check(record: Mapping[str, Any], *, budgeted: bool, trialled: bool = 
     and its trial, and nothing else (``trialled``)."""
     policy = policy_from_record(record)
     if isinstance(policy, NoisyAnswer) and not budgeted:
-        raise ValueError("a noisy-answer price needs an ε: the product must sell only protocols with a privacy "
-                         "budget (statistics)")
+        raise PolicyError(gettext_noop("a noisy-answer price needs an ε: the product must sell only protocols with "
+                                       "a privacy budget (statistics)"))
     if isinstance(policy, UtilityBased) and not trialled:
-        raise ValueError("a utility-based price needs a private trial's uplift: the product must sell joint "
-                         "modelling (vfl_lr) and its trial (vfl_trial), and nothing else")
+        raise PolicyError(gettext_noop("a utility-based price needs a private trial's uplift: the product must sell "
+                                       "joint modelling (vfl_lr) and its trial (vfl_trial), and nothing else"))
     return policy
 
 
@@ -233,30 +237,50 @@ def _dollars(cents: Decimal | int) -> str:
     return f"${Decimal(cents) / 100:,.2f}"
 
 
-def policy_terms(record: Mapping[str, Any], *, base_price: int, price_per_match: int) -> list[str]:
-    """A product's price terms in words, for its page: the chosen policy or the default one."""
+def _count(value: int) -> str:
+    return formats.number_format(value, force_grouping=True)
+
+
+def policy_terms(record: Mapping[str, Any], *, base_price: int, price_per_match: int,
+                 money: Callable[[Any], str] = _dollars) -> list[str]:
+    """A product's price terms in words, for its page: the chosen policy or the default one, in the active
+    language; ``money`` writes an amount in cents (the marketplace's currency, by the caller's formatting)."""
     if not record:
-        return [f"{_dollars(base_price)} base",
-                f"+ {_dollars(price_per_match)} per record that matches your ids, weighted by the data's quality."]
+        return [gettext("%(amount)s base") % {"amount": money(base_price)},
+                gettext("+ %(amount)s per record that matches your ids, weighted by the data's quality.") % {
+                    "amount": money(price_per_match)}]
     policy = policy_from_record(record)
     if isinstance(policy, Posted):
-        return [f"{_dollars(policy.amount)} for the use", "One posted price, whatever it matches."]
+        return [gettext("%(amount)s for the use") % {"amount": money(policy.amount)},
+                gettext("One posted price, whatever it matches.")]
     if isinstance(policy, PerMatch):
-        return [f"{_dollars(policy.base)} base", f"+ {_dollars(policy.per_id)} per matched record, weighted by "
-                                                 "the data's quality."]
+        return [gettext("%(amount)s base") % {"amount": money(policy.base)},
+                gettext("+ %(amount)s per matched record, weighted by the data's quality.") % {
+                    "amount": money(policy.per_id)}]
     if isinstance(policy, Tiered):
         bands, lower = [], 0
         for bound, rate in policy.tiers:
-            bands.append(f"{_dollars(rate)} each from record {lower + 1:,}"
-                         + (f" to {bound:,}" if bound is not None else " on"))
+            if bound is not None:
+                bands.append(gettext("%(amount)s each from record %(first)s to %(last)s") % {
+                    "amount": money(rate), "first": _count(lower + 1), "last": _count(bound)})
+            else:
+                bands.append(gettext("%(amount)s each from record %(first)s on") % {
+                    "amount": money(rate), "first": _count(lower + 1)})
             lower = bound or lower
-        return [f"{_dollars(policy.base)} base", "+ per matched record, by volume: " + "; ".join(bands)
-                + ", weighted by the data's quality."]
+        return [gettext("%(amount)s base") % {"amount": money(policy.base)},
+                gettext("+ per matched record, by volume: %(bands)s, weighted by the data's quality.") % {
+                    "bands": "; ".join(bands)}]
     if isinstance(policy, NoisyAnswer):
         power = "" if policy.exponent == 1 else f"^{policy.exponent}"
-        return [f"{_dollars(policy.base)} base", f"+ {_dollars(policy.rate)} × ε{power} for the privacy loss of the "
-                                                 "answer you buy (more noise, lower price)."]
-    return [f"{policy.kind} price"]
+        return [gettext("%(amount)s base") % {"amount": money(policy.base)},
+                gettext("+ %(amount)s × ε%(power)s for the privacy loss of the answer you buy (more noise, lower "
+                        "price).") % {"amount": money(policy.rate), "power": power}]
+    if isinstance(policy, UtilityBased):
+        return [gettext("%(floor)s to %(ceiling)s, by utility") % {"floor": money(policy.floor),
+                                                                    "ceiling": money(policy.ceiling)},
+                gettext("A model costs the AUC uplift the buyer's trial measured × the providers' share × the "
+                        "buyer's value of an AUC point, within the floor and the ceiling; a trial costs the floor.")]
+    return [gettext("%(kind)s price") % {"kind": policy.kind}]
 
 
 def blended_quality(quote: PriceQuote, factors: Sequence[Fraction]) -> Decimal:

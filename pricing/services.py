@@ -59,7 +59,30 @@ def quote_price_from_job(
     utility: Mapping[str, Any] | None = None,
 ) -> tuple[PriceQuote, dict[str, Any]]:
     """Price from a quote's finished coverage job over the contributions (provider, dataset, table), in the
-    job's order of providers; return the price and every input it used (for `quote_recompute`).
+    job's order of providers; return the price and every input it used (for `quote_recompute`); the price
+    itself is `quote_price_from_coverage`'s."""
+    if job.status != Job.Status.SUCCEEDED:
+        raise ValueError("the coverage job has not succeeded")
+    if job.protocol == "coverage_overlap":
+        histogram = {str(cell): int(count) for cell, count in (job.result.get("histogram") or {}).items()}
+        return quote_price_from_coverage(
+            query_size=job.table_of("consumer").row_count, contributions=contributions, histogram=histogram,
+            base_price=base_price, price_per_match=price_per_match, policy=policy, epsilon=epsilon, utility=utility)
+    if job.result_cardinality is None or len(contributions) != 1:
+        raise ValueError("a one-provider coverage job releases one count")
+    return quote_price_from_coverage(
+        query_size=job.table_of("consumer").row_count, contributions=contributions, matched=job.result_cardinality,
+        base_price=base_price, price_per_match=price_per_match, policy=policy, epsilon=epsilon, utility=utility)
+
+
+def quote_price_from_coverage(
+    *, query_size: int, contributions: Sequence[tuple[str, str, StoredTable]], base_price: int,
+    price_per_match: int, matched: int | None = None, histogram: Mapping[str, int] | None = None,
+    policy: Mapping[str, Any] | None = None, epsilon: Decimal | None = None,
+    utility: Mapping[str, Any] | None = None,
+) -> tuple[PriceQuote, dict[str, Any]]:
+    """Price a purchase of ``query_size`` buyer ids from their measured coverage: one provider's ``matched``
+    count, or several providers' overlap ``histogram``; return the price and every input it used.
 
     Each provider's value is its matched ids (its Shapley share of the union for several) × the price per
     match × its quality; with no `policy` the price is the base fee plus those values, with one (the
@@ -67,30 +90,25 @@ def quote_price_from_job(
     privacy loss of the answer bought, for a noisy-answer policy. `utility`, for a utility-based policy: a
     trial's quote ({"trial_quote": True}: it costs the policy's floor, as a posted price) or the model's
     ({"auc_uplift", "provider_share", "value_per_auc_point"}: the trial's measures and the buyer's value)."""
-    if job.status != Job.Status.SUCCEEDED:
-        raise ValueError("the coverage job has not succeeded")
-    common = {"base_price": base_price, "price_per_match": price_per_match,
-              "query_size": job.table_of("consumer").row_count}
+    common = {"base_price": base_price, "price_per_match": price_per_match, "query_size": query_size}
     qualities = [_quality(table) for _, _, table in contributions]
     inputs: dict[str, Any]
-    if job.protocol == "coverage_overlap":
+    if histogram is not None:
         contributors = [
             Contributor(provider=provider, dataset=dataset, fingerprint=table.fingerprint, **quality)
             for (provider, dataset, table), quality in zip(contributions, qualities, strict=True)
         ]
-        histogram = {str(cell): int(count) for cell, count in (job.result.get("histogram") or {}).items()}
+        histogram = {str(cell): int(count) for cell, count in histogram.items()}
         valued = price_quote_joint(**common, contributors=contributors, histogram=histogram)
         matched = sum(histogram.values())
         inputs = {"method": "union", **common, "histogram": histogram,
                   "contributors": [asdict(c) for c in contributors]}
     else:
-        if job.result_cardinality is None or len(contributions) != 1:
-            raise ValueError("a one-provider coverage job releases one count")
+        if matched is None or len(contributions) != 1:
+            raise ValueError("one provider's coverage is one count")
         (provider, dataset, _), quality = contributions[0], qualities[0]
-        metrics = [ContributionMetrics(provider=provider, dataset=dataset, coverage=job.result_cardinality,
-                                       **quality)]
+        metrics = [ContributionMetrics(provider=provider, dataset=dataset, coverage=matched, **quality)]
         valued = price_quote(**common, contributions=metrics)
-        matched = job.result_cardinality
         inputs = {"method": "count", **common, "contributions": [asdict(m) for m in metrics]}
     if not policy:
         return valued, inputs
@@ -106,7 +124,7 @@ def quote_price_from_job(
             measured = {"auc_uplift": Decimal(str(utility["auc_uplift"])),
                         "provider_share": Decimal(str(utility["provider_share"])),
                         "value_per_auc_point": int(utility["value_per_auc_point"])}
-    price_inputs = PriceInputs(matched=matched, query_size=common["query_size"], epsilon=epsilon,
+    price_inputs = PriceInputs(matched=matched, query_size=query_size, epsilon=epsilon,
                                quality_factor=blended_quality(valued, factors), **measured)
     inputs.update(policy=chosen.as_record(), policy_inputs=price_inputs.as_record())
     return price_by_policy(valued, policy=chosen, inputs=price_inputs), inputs

@@ -6,11 +6,13 @@ import csv
 import datetime
 import io
 import json
+import random
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from compute.crypto.sealing import seal
 from compute.exceptions import ComputeError
+from compute.profile import table_profile
 from compute.tabular import Table, table_fingerprint, table_parse, table_quality, table_schema
 
 if TYPE_CHECKING:
@@ -26,16 +28,28 @@ def _object(table_id: str) -> str:
     return f"table-{table_id}"
 
 
-def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date | None = None) -> dict[str, Any]:
+def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date | None = None,
+               profiled: bool = False) -> dict[str, Any]:
     """What the marketplace may know of a table: schema, size, quality (measured here, on the import date
-    ``today``, UTC by default; ``compute/quality.py``), fingerprint."""
+    ``today``, UTC by default; ``compute/quality.py``), fingerprint; for an imported table (``profiled``), each
+    column's differentially private profile under its schema entry (``compute/profile.py``)."""
+    columns: list[dict[str, Any]] = (
+        table_schema(table) if table.rows else [{"name": c, "type": "text"} for c in table.columns])
+    quality = table_quality(table, today=today) if table.rows else {}
+    if profiled and table.rows:
+        kinds = [column["type"] for column in quality["columns"]]
+        profiles = table_profile(table.columns, table.rows, id_index=table.id_index, kinds=kinds,
+                                 rng=random.SystemRandom())
+        for column, profile in zip(columns, profiles, strict=True):
+            if profile is not None:
+                column["profile"] = profile
     return {
         "id": table_id,
         "name": name,
         "id_column": table.id_column,
-        "columns": table_schema(table) if table.rows else [{"name": c, "type": "text"} for c in table.columns],
+        "columns": columns,
         "row_count": len(table.rows),
-        "quality": table_quality(table, today=today) if table.rows else {},
+        "quality": quality,
         "fingerprint": table_fingerprint(table),
     }
 
@@ -45,7 +59,8 @@ def table_store(
 ) -> dict[str, Any]:
     """Encrypt ``table`` into the vault and index it; returns its metadata."""
     table_id = table_id or str(uuid.uuid4())
-    meta = table_meta(table, table_id=table_id, name=name)
+    # Only an imported table is profiled: a result is its buyer's alone, not the marketplace's to describe.
+    meta = table_meta(table, table_id=table_id, name=name, profiled=kind == "imported")
     node.vault.put(_object(table_id), table.to_bytes())
     node.store.table_put(meta, kind=kind)
     return meta

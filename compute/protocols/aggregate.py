@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext_noop
 
 from compute.exceptions import ComputeError
 from compute.protocols.noise import noisy_integer
@@ -212,7 +213,7 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
 
 SPEC = ProtocolSpec(
     name="joint_stats",
-    label="Statistics across providers",
+    label=gettext_noop("Statistics across providers"),
     roles=(
         Role("consumer", "masks and unmasks the total; learns only it"),
         Role("provider", "adds its own noisy, gated aggregate under pairwise masks", many=True, granted=True),

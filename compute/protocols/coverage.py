@@ -24,6 +24,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from compute.crypto.secp256k1 import InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
 from compute.protocols.noise import noisy_count
@@ -134,7 +136,7 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
 
 SPEC = ProtocolSpec(
     name="coverage_dp",
-    label="Coverage with differential privacy",
+    label=gettext_noop("Coverage with differential privacy"),
     roles=(
         Role("consumer", "holds the query ids; learns a noisy count"),
         Role("provider", "holds the product's table; counts, adds the noise, releases", granted=True),

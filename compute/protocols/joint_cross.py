@@ -28,6 +28,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from compute.crypto import elgamal
 from compute.crypto.secp256k1 import InvalidPoint
 from compute.exceptions import ComputeError
@@ -165,7 +167,7 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
 
 SPEC = ProtocolSpec(
     name="joint_cross_stats",
-    label="Cross-table statistics across providers",
+    label=gettext_noop("Cross-table statistics across providers"),
     roles=(
         Role("consumer", "holds the ids and the groups; learns the totals per group"),
         Role("provider", "holds values; applies the release gate to its own part", many=True, granted=True),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.utils.translation import gettext_noop
 
 from compute.crypto.hash_to_curve import hash_to_curve_many
 from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
@@ -388,7 +389,7 @@ def _finish_step(inputs: StepInput) -> StepOutput:
 
 SPEC = ProtocolSpec(
     name="lookup",
-    label="Private lookup",
+    label=gettext_noop("Private lookup"),
     roles=(
         Role("consumer", "holds the ids to look up; learns the rows of those the provider holds"),
         Role("provider", "holds the table; learns how many ids were asked, not which", granted=True),

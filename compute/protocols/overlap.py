@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext_noop
 
 from compute.crypto.secp256k1 import InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
@@ -211,7 +212,7 @@ def _params(raw: Mapping[str, Any], schemas: Mapping[str, Sequence[TableSchema]]
 
 SPEC = ProtocolSpec(
     name="coverage_overlap",
-    label="Coverage and overlap across providers, with differential privacy",
+    label=gettext_noop("Coverage and overlap across providers, with differential privacy"),
     roles=(
         Role("consumer", "holds the query ids; learns a noisy histogram"),
         Role("provider", "marks which of the buyer's blinded ids it covers; the last one counts, adds the noise "

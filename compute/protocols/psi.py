@@ -30,6 +30,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext_noop
+
 from compute.crypto.hash_to_curve import hash_to_curve_many
 from compute.crypto.secp256k1 import ORDER, InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
@@ -383,7 +385,7 @@ _ROLES = (
 
 SPEC = ProtocolSpec(
     name="psi",
-    label="Private set intersection",
+    label=gettext_noop("Private set intersection"),
     roles=_ROLES,
     steps=(
         Step("consumer", "blind the consumer's ids", blind_step),
@@ -398,7 +400,7 @@ SPEC = ProtocolSpec(
 
 CARDINALITY_SPEC = ProtocolSpec(
     name="psi_cardinality",
-    label="Private intersection size",
+    label=gettext_noop("Private intersection size"),
     roles=_ROLES,
     steps=(
         Step("consumer", "blind the consumer's ids", blind_step),

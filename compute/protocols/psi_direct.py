@@ -25,6 +25,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from compute.direct import session
 from compute.direct.config import direct_config, engine_available
 from compute.direct.engine import EngineError
@@ -148,7 +150,7 @@ def _forget(state: bytes) -> None:
 
 SPEC = ProtocolSpec(
     name="psi_direct",
-    label="Private set intersection (direct link)",
+    label=gettext_noop("Private set intersection (direct link)"),
     roles=psi.SPEC.roles,
     steps=(
         Step("consumer", "open the direct link", _open_step),

@@ -38,6 +38,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from compute.crypto import elgamal
 from compute.crypto.secp256k1 import InvalidPoint, multiply_many
 from compute.exceptions import ComputeError
@@ -535,7 +537,7 @@ def _number(value: Any) -> bool:
 
 SPEC = ProtocolSpec(
     name="cross_stats",
-    label="Cross-table statistics",
+    label=gettext_noop("Cross-table statistics"),
     roles=(
         Role("consumer", "holds the ids and the groups; learns count, sum and mean per group"),
         Role("provider", "holds the values; applies the release gate per group", granted=True),

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext_noop
 
 from compute.exceptions import ComputeError
 from compute.protocols.psi import (
@@ -312,7 +313,7 @@ def _ready_step(inputs: StepInput) -> StepOutput:
 
 SPEC = ProtocolSpec(
     name="vfl_lr",
-    label="Joint modelling (vertical logistic regression)",
+    label=gettext_noop("Joint modelling (vertical logistic regression)"),
     roles=ROLES,
     steps=(
         Step(CONSUMER, "blind the buyer's ids", _blind_step),
@@ -332,7 +333,8 @@ SPEC = ProtocolSpec(
 
 
 TRIAL_SPEC = dataclasses.replace(
-    SPEC, name="vfl_trial", label="Joint modelling trial (on a sample)", params=trial_params, predicted_by="",
+    SPEC, name="vfl_trial", label=gettext_noop("Joint modelling trial (on a sample)"), params=trial_params,
+    predicted_by="",
     releases="As joint modelling, on a random sample of the aligned ids (at most 20,000), plus the uplift: the "
              "metrics of the buyer's own columns alone on the same rows; the trial's model scores nothing.")
 
@@ -493,7 +495,7 @@ def _trial_metrics(buyer: BuyerParty, joint_scores: np.ndarray) -> dict[str, flo
 
 EPOCH_SPEC = ProtocolSpec(
     name="vfl_lr_epoch",
-    label="Joint modelling: one epoch",
+    label=gettext_noop("Joint modelling: one epoch"),
     roles=ROLES,
     steps=(
         Step(PROVIDER, "encrypt its partial scores", _forward_step),

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext_noop
 
 from compute.exceptions import ComputeError
 from compute.protocols.lookup import (
@@ -186,7 +187,7 @@ def _finish_step(inputs: StepInput) -> StepOutput:
 
 SPEC = ProtocolSpec(
     name="vfl_predict",
-    label="Joint prediction",
+    label=gettext_noop("Joint prediction"),
     roles=ROLES,
     steps=(
         Step(CONSUMER, "blind the ids to score", _blind_step),

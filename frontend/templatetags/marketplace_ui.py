@@ -88,7 +88,7 @@ def job_offline_nodes(job: Any) -> list[Any]:
 def price_terms(product: Product) -> list[str]:
     """The product's price terms in words: its headline, then how the rest is priced."""
     return policy_terms(product.price_policy or {}, base_price=product.base_price,
-                        price_per_match=product.price_per_match)
+                        price_per_match=product.price_per_match, money=money)
 
 
 @register.filter

@@ -13,6 +13,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from compute.jobs.identity import marketplace_public_key
@@ -34,37 +36,45 @@ from marketplace.services.tokens import (
 )
 
 KIND_LABELS = {
-    "provider": "Provider: we list data products",
-    "consumer": "Consumer: we buy the use of data",
-    "both": "Both",
+    "provider": gettext_lazy("Provider: we list data products"),
+    "consumer": gettext_lazy("Consumer: we buy the use of data"),
+    "both": gettext_lazy("Both"),
 }
 
 
 class RegistrationForm(forms.Form):
-    name = forms.CharField(label="Organisation name", max_length=200)
+    # A refused form comes back with what was typed, but for the passwords (never sent back to the browser).
+    name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=200,
+                           widget=forms.TextInput(attrs={"autocomplete": "organization"}))
     slug = forms.SlugField(
-        max_length=50, help_text="Short id in lowercase letters, digits and hyphens, e.g. acme-data."
+        label=gettext_lazy("Short id"), max_length=50,
+        help_text=gettext_lazy("Lowercase letters, digits and hyphens, e.g. acme-data; it cannot be changed later."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     kind = forms.ChoiceField(
-        label="Organisation kind", choices=[(kind, KIND_LABELS[kind]) for kind in ORGANISATION_KINDS],
+        label=gettext_lazy("Organisation kind"), choices=[(kind, KIND_LABELS[kind]) for kind in ORGANISATION_KINDS],
         widget=forms.RadioSelect, initial="consumer",
     )
-    username = forms.CharField(label="Your username", max_length=150)
-    password = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False,
-                               help_text="At least 8 characters, not a common password.")
-    password_again = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+    username = forms.CharField(label=gettext_lazy("Your username"), max_length=150,
+                               widget=forms.TextInput(attrs={"autocomplete": "username"}))
+    password = forms.CharField(label=gettext_lazy("Password"), strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               help_text=gettext_lazy("At least 8 characters, not a common password."))
+    password_again = forms.CharField(label=gettext_lazy("Password again"), strip=False,
+                                     widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("password") and data.get("password_again") and data["password"] != data["password_again"]:
-            self.add_error("password_again", "The two passwords differ.")
+            self.add_error("password_again", _("The two passwords differ."))
         return data
 
 
 class TokenCreateForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. nightly listing script.")
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=100,
+                           help_text=gettext_lazy("What the token is for, e.g. nightly listing script."))
     expires_in_days = forms.IntegerField(
-        label="Valid for (days)", min_value=1, max_value=TOKEN_MAX_DAYS, initial=TOKEN_DEFAULT_DAYS
+        label=gettext_lazy("Valid for (days)"), min_value=1, max_value=TOKEN_MAX_DAYS, initial=TOKEN_DEFAULT_DAYS
     )
 
 
@@ -105,7 +115,7 @@ def _member(request: HttpRequest) -> Member:
     # Auditors have tokens too (to read the audit API); only a user outside any organisation has none.
     member = getattr(request.user, "member", None)
     if member is None:
-        raise PermissionDenied("Your account does not belong to an organisation.")
+        raise PermissionDenied(_("Your account does not belong to an organisation."))
     return member
 
 
@@ -157,5 +167,6 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+        messages.success(request, _("Token “%(name)s” (%(prefix)s…) is revoked.") % {"name": token.name,
+                                                                                    "prefix": token.prefix})
     return redirect("account-tokens")

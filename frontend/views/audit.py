@@ -17,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from audit.chain.client import chain_id
 from audit.models import AuditEntry
@@ -41,12 +43,23 @@ from frontend.forms import AuditFilterForm
 from frontend.views.chain_reads import chain_read
 from marketplace.models import Order, OrderGrant
 from marketplace.selectors import order_list, user_audit_parties
+from marketplace.selectors_audit import AuditLabel, audit_labels, short_id
 
 ENTRIES_PER_PAGE = 50
 BATCHES_PER_PAGE = 25
 USAGE_DEFAULT_DAYS = 30
 TIMELINE_ENTRIES = 200
-CHAIN_UNREACHABLE = "The chain cannot be reached right now: its side is not shown; the marketplace's records are."
+CHAIN_UNREACHABLE = gettext_lazy(
+    "The chain cannot be reached right now: its side is not shown; the marketplace's records are.")
+# A batch's anchor, as the page says it (the key stays in the row's data-state for scripts and tests).
+BATCH_STATES = {
+    "anchor failed": gettext_lazy("anchor failed"),
+    "pending on chain": gettext_lazy("pending on chain"),
+    "chain unreachable": gettext_lazy("chain unreachable"),
+    "not on this chain's head": gettext_lazy("not on this chain's head"),
+    "final": gettext_lazy("final"),
+    "confirming": gettext_lazy("confirming"),
+}
 
 
 def public_rpc_url() -> str:
@@ -65,14 +78,17 @@ def _browser_chain(anchor: str | None = None) -> dict[str, Any]:
 ORDER_SUBJECT = re.compile(r"^order:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?::|$)")
 
 
-def _entry_rows(entries: list[AuditEntry]) -> list[dict[str, Any]]:
-    """Each entry with, once sealed, the fields a browser recomputes its hash and leaf from, and the grant
-    timeline of the order it is about, if it is about one."""
+def entry_rows(entries: list[AuditEntry]) -> list[dict[str, Any]]:
+    """Each entry with its subject and actor by name (one query per kind of subject, not per entry), and, once
+    sealed, the fields a browser recomputes its hash and leaf from, and the grant timeline of the order it is
+    about, if it is about one."""
+    labels = audit_labels([entry.subject for entry in entries] + [entry.actor for entry in entries])
     rows = []
     for entry in entries:
         order = ORDER_SUBJECT.match(entry.subject)
         rows.append({"entry": entry, "fields": json.dumps(audit_entry_hashed_fields(entry)) if entry.batch_id else "",
-                     "timeline": reverse("audit-grant-timeline", args=[order.group(1)]) if order else None})
+                     "timeline": reverse("audit-grant-timeline", args=[order.group(1)]) if order else None,
+                     "subject": labels[entry.subject], "actor": labels[entry.actor]})
     return rows
 
 
@@ -98,7 +114,7 @@ def audit_index(request: HttpRequest) -> HttpResponse:
     usage = audit_usage_by_day(parties=parties, since=first, until=last, party=search.get("organisation"))
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": form, "page": page, "rows": _entry_rows(list(page)), "query": query.urlencode(),
+    context = {"form": form, "page": page, "rows": entry_rows(list(page)), "query": query.urlencode(),
                "filtered": any(search.values()), "usage": usage, "usage_days": list(zip(*usage.values(), strict=True)),
                "usage_first": first, "usage_last": last, "browser_chain": _browser_chain(),
                "order_filter": search.get("order")}
@@ -111,7 +127,7 @@ def audit_bundle_download(request: HttpRequest) -> HttpResponse:
     `python -m audit.verifier` (docs/audit.md)."""
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        return JsonResponse({"message": "Invalid filter.", "extra": {"fields": form.errors}}, status=400)
+        return JsonResponse({"message": _("Invalid filter."), "extra": {"fields": form.errors}}, status=400)
     found = audit_entry_search(parties=user_audit_parties(request.user), **form.search())
     response = JsonResponse(audit_bundle(entries=list(found[:BUNDLE_MAX_ENTRIES])), json_dumps_params={"indent": 1})
     response["Content-Disposition"] = 'attachment; filename="audit-bundle.json"'
@@ -122,7 +138,7 @@ def _visible_entry(request: HttpRequest, entry_id: int) -> AuditEntry:
     # Only entries the user may read can be verified or proven here; others do not exist for them.
     entry = audit_entry_get(entry_id=entry_id, parties=user_audit_parties(request.user))
     if entry is None:
-        raise Http404("Audit entry not found.")
+        raise Http404(_("Audit entry not found."))
     return entry
 
 
@@ -164,7 +180,7 @@ def batch_rows(batches: list[Any], *, head: int | None) -> list[dict[str, Any]]:
             final = confirmations >= int(getattr(settings, "CHAIN_CONFIRMATIONS", 1))
             state = "final" if final and outbox.status == outbox.Status.CONFIRMED else "confirming"
         rows.append({"batch": batch, "tx_hash": (outbox.tx_hash or None) if outbox else None, "block": block,
-                     "confirmations": confirmations, "state": state})
+                     "confirmations": confirmations, "state": state, "state_label": BATCH_STATES[state]})
     return rows
 
 
@@ -188,8 +204,13 @@ def _timeline_order(request: HttpRequest, order_id: UUID) -> Order:
         member = getattr(request.user, "member", None)
         order = order_list(organisation=member.organisation).filter(id=order_id).first() if member else None
     if order is None:
-        raise Http404("Order not found.")
+        raise Http404(_("Order not found."))
     return order
+
+
+def _order_label(order: Order) -> AuditLabel:
+    return AuditLabel(raw=f"order:{order.id}", kind="order", kind_label=_("Order"), name=order.product.title,
+                      ident=str(order.id), short=short_id(str(order.id)))
 
 
 def _event_row(event: Any, jobs_by_key: dict[str, Any]) -> dict[str, Any]:
@@ -198,13 +219,17 @@ def _event_row(event: Any, jobs_by_key: dict[str, Any]) -> dict[str, Any]:
            "job": None, "detail": ""}
     if event.name == "granted":
         expires = dt.datetime.fromtimestamp(int(args.get("expiresAt", 0)), tz=dt.UTC)
-        row["detail"] = (f"quota {args.get('quota')} unit(s) until {expires:%Y-%m-%d %H:%M} UTC, "
-                         f"to {args.get('grantee')}")
+        quota = int(args.get("quota", 0))
+        row["detail"] = ngettext("quota %(quota)s unit until %(expires)s UTC, to %(grantee)s",
+                                 "quota %(quota)s units until %(expires)s UTC, to %(grantee)s", quota) % {
+            "quota": quota, "expires": f"{expires:%Y-%m-%d %H:%M}", "grantee": args.get("grantee")}
     elif event.name == "consumed":
         row["job"] = jobs_by_key.get(str(args.get("jobId", "")))
-        row["detail"] = f"{args.get('units')} unit(s), {args.get('used')} used in all"
+        units = int(args.get("units", 0))
+        row["detail"] = ngettext("%(units)s unit, %(used)s used in all", "%(units)s units, %(used)s used in all",
+                                 units) % {"units": units, "used": args.get("used")}
     elif event.name == "revoked":
-        row["detail"] = f"by {args.get('issuer')}"
+        row["detail"] = _("by %(issuer)s") % {"issuer": args.get("issuer")}
     return row
 
 
@@ -221,21 +246,23 @@ def grant_timeline(grant: OrderGrant, links: list[Any], history: GrantChainHisto
     clock = history.head_time if history else now
     if expires_at is not None and clock >= expires_at:
         events.append({"name": "expired", "at": expires_at, "block": None, "tx_hash": None, "job": None,
-                       "detail": "no event: from this time the contract refuses every use (block time ≥ expiresAt)"})
+                       "detail": _("no event: from this time the contract refuses every use (block time ≥ expiresAt)")})
     charged = {row["job"].id for row in events if row["name"] == "consumed" and row["job"] is not None}
     differences = []
     if history is not None:
         chain_revoked = any(event.name == "revoked" for event in history.events)
         if grant.status == OrderGrant.Status.CONFIRMED and granted is None:
-            differences.append("The marketplace records the grant as written; the chain holds no Granted event.")
+            differences.append(_("The marketplace records the grant as written; the chain holds no Granted event."))
         if chain_revoked and not grant.revoked:
-            differences.append("Revoked on chain, but not in the marketplace's records.")
+            differences.append(_("Revoked on chain, but not in the marketplace's records."))
         elif grant.revoked and not chain_revoked and granted is not None:
-            differences.append("The marketplace has asked for the revocation; the chain does not hold it yet.")
+            differences.append(_("The marketplace has asked for the revocation; the chain does not hold it yet."))
         stray = [row for row in events if row["name"] == "consumed" and row["job"] is None]
         if stray:
-            differences.append(f"{len(stray)} charge(s) on chain for a job the marketplace does not link to this "
-                               "grant.")
+            differences.append(ngettext(
+                "%(count)s charge on chain for a job the marketplace does not link to this grant.",
+                "%(count)s charges on chain for a job the marketplace does not link to this grant.",
+                len(stray)) % {"count": len(stray)})
     jobs = [{"job": link.job, "run": link.run, "charged": link.job_id in charged} for link in links]
     return {"grant": grant, "events": events, "expires_at": expires_at, "expired": bool(
         expires_at is not None and clock >= expires_at), "jobs": jobs, "differences": differences,
@@ -257,6 +284,7 @@ def audit_grant_timeline(request: HttpRequest, order_id: UUID) -> HttpResponse:
     job_subjects = sorted({f"job:{link.job_id}" for link in links})
     entries = audit_entry_list(parties=user_audit_parties(request.user),
                                subject_trees=[f"order:{order.id}", *job_subjects])
-    context = {"order": order, "timelines": timelines, "entries": list(entries[:TIMELINE_ENTRIES])[::-1],
+    context = {"order": order, "order_label": _order_label(order), "timelines": timelines,
+               "rows": entry_rows(list(entries[:TIMELINE_ENTRIES])[::-1]),
                "chain_unreachable": CHAIN_UNREACHABLE if any(not t["chain_read"] for t in timelines) else ""}
     return render(request, "frontend/audit_timeline.html", context)

@@ -5,11 +5,14 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from babel.numbers import get_currency_name, get_currency_symbol
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from compute.protocols.registry import PROTOCOLS, protocol_get
@@ -18,15 +21,31 @@ from frontend.views.chain_reads import asset_registered
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.filters import PRICE_MAX_CENTS, ProductSearchInput, compute_type_choices, product_search_messages
+from marketplace.formatting import babel_locale, number
 from marketplace.models import Organisation, PrivacyBudget, Product
 from marketplace.selectors import catalog_providers, dataset_list, product_get, product_search
+from marketplace.selectors_catalog import COMPARE_MAX, COMPARE_MIN, privacy_budgets_of, quote_list
 from marketplace.services.quotes import quote_request
 from pricing.index import QUALITY_MEASURES
 
 CATALOG_PAGE_SIZE = 12
 CATALOG_FILTERS = ("q", "category", "tag", "compute_type", "provider", "price_min", "price_max", "ordering")
-ORDERING_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "price": "Price: low to high",
-                   "-price": "Price: high to low", "title": "Title A–Z"}
+ORDERING_LABELS = {"newest": gettext_lazy("Newest first"), "oldest": gettext_lazy("Oldest first"),
+                   "price": gettext_lazy("Price: low to high"), "-price": gettext_lazy("Price: high to low"),
+                   "title": gettext_lazy("Title A–Z")}
+STATUS_WORDS = {"draft": gettext_lazy("a draft"), "suspended": gettext_lazy("suspended"),
+                "retired": gettext_lazy("retired"), "published": gettext_lazy("published")}
+RECENT_QUOTES = 5  # the buyer's latest quotes on the product page
+PRICE_FILTER_LABELS = {"price_min": gettext_lazy("Base price from"), "price_max": gettext_lazy("Base price to")}
+
+
+def _currency_name() -> str:
+    """The marketplace's currency in words, in the reader's language: "US dollars", "人民币"."""
+    return str(get_currency_name(settings.MARKETPLACE_CURRENCY, count=2, locale=babel_locale()))
+
+
+def _currency_symbol() -> str:
+    return str(get_currency_symbol(settings.MARKETPLACE_CURRENCY, locale=babel_locale()))
 
 
 def _cents(dollars: str) -> int | None:
@@ -43,15 +62,16 @@ def _cents(dollars: str) -> int | None:
 def _catalog_filters(query: QueryDict) -> tuple[dict[str, Any], list[str]]:
     """The valid filters of the GET form and a message for each invalid one (which is then left out).
 
-    The form's prices are in dollars, as on the cards; the catalog filters on cents."""
+    The form's prices are in the currency's units, as on the cards; the catalog filters on cents."""
     raw = {name: query.get(name, "").strip() for name in CATALOG_FILTERS}
     messages = []
     for name in ("price_min", "price_max"):
         if raw[name]:
             cents = _cents(raw[name])
             if cents is None:
-                messages.append(f"{name.replace('_', ' ')}: enter an amount in dollars from 0 to "
-                                f"{PRICE_MAX_CENTS // 100:,}, e.g. 12.50.")
+                messages.append(_("%(field)s: enter an amount in %(currency)s from 0 to %(most)s, e.g. 12.50.") % {
+                    "field": PRICE_FILTER_LABELS[name], "currency": _currency_name(),
+                    "most": number(PRICE_MAX_CENTS // 100)})
             raw[name] = "" if cents is None else str(cents)
     data = {name: value for name, value in raw.items() if value}
     filters = ProductSearchInput(data=data)
@@ -68,7 +88,7 @@ def _page_number(query: QueryDict, messages: list[str]) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        messages.append("page: a page number is a whole number from 1.")
+        messages.append(_("page: a page number is a whole number from 1."))
         return 1
     return number
 
@@ -87,6 +107,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
         "compute_types": compute_type_choices(),
         "providers": catalog_providers(),
         "orderings": ORDERING_LABELS.items(),
+        "currency_symbol": _currency_symbol(),
+        "compare_min": COMPARE_MIN,
+        "compare_max": COMPARE_MAX,
     }
     return render(request, "frontend/catalog.html", context, status=400 if messages else 200)
 
@@ -118,8 +141,9 @@ def _product_page(
 ) -> HttpResponse:
     contributions = _contributions(product)
     providers = {row["provider"].id for row in contributions}
+    budgets = privacy_budgets_of(buyer=organisation, products=[product])[product.id]
     chart = [
-        {"label": f"{row['dataset'].name} ({row['provider'].name})",
+        {"label": _("%(dataset)s (%(provider)s)") % {"dataset": row["dataset"].name, "provider": row["provider"].name},
          **{measure: row[measure] for measure in QUALITY_MEASURES}}
         for row in contributions
     ]
@@ -142,14 +166,13 @@ def _product_page(
         "is_lead": product.provider_id == organisation.id,
         "is_contributor": organisation.id in providers,
         "registration": _registration(product),
-        "quote_budget": PrivacyBudget.objects.filter(buyer=organisation, product=product,
-                                                     kind=PrivacyBudget.Kind.QUOTE).first(),
+        "budgets": budgets,
+        "quote_budget": next((budget for budget in budgets if budget.kind == PrivacyBudget.Kind.QUOTE), None),
+        "stats_budget": next((budget for budget in budgets if budget.kind == PrivacyBudget.Kind.STATS), None),
         "quote_epsilon": settings.QUOTE_EPSILON,
-        "quote_budget_total": settings.QUOTE_BUDGET_EPSILON,
         "sells_statistics": any(protocol_get(kind).budgeted for kind in product.compute_types
                                 if kind in PROTOCOLS),
-        "stats_budget": PrivacyBudget.objects.filter(buyer=organisation, product=product,
-                                                     kind=PrivacyBudget.Kind.STATS).first(),
+        "quotes": list(quote_list(buyer=organisation, product=product)[:RECENT_QUOTES]),
     }
     return render(request, "frontend/product_detail.html", context, status=status)
 
@@ -187,8 +210,8 @@ def quote_create(request: HttpRequest, product_id: UUID) -> HttpResponse:
     form = _quote_form(organisation, product, request.POST)
     if product.status != Product.Status.PUBLISHED:
         # Its own providers can see a draft or suspended product, but nobody can quote it.
-        form.add_error(None, f"This product is {product.get_status_display().lower()}: only published "
-                             "products can be quoted and bought.")
+        form.add_error(None, _("This product is %(status)s: only published products can be quoted and bought.")
+                       % {"status": STATUS_WORDS.get(product.status, product.status)})
         return _product_page(request, organisation, product, form, status=409)
     if not form.is_valid():
         return _product_page(request, organisation, product, form, status=400)

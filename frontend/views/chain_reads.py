@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
 
 from audit.chain.errors import ChainError, ChainUnavailable
-from audit.chain.registry import ZERO_ADDRESS, asset_owner
+from audit.chain.registry import ZERO_ADDRESS, GrantState, asset_owner, grant_state
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +56,15 @@ def asset_registered(asset_hex: str) -> bool:
     if registered:
         cache.set(key, True, REGISTERED_CACHE_SECONDS)
     return registered
+
+
+def grants_read(grant_ids: list[str]) -> dict[str, GrantState] | None:
+    """Each grant (0x-hex id) as the chain holds it, or None when the chain cannot be read: then a page shows
+    the database's numbers for all of them and says so, rather than a mix of the two sources."""
+    states: dict[str, GrantState] = {}
+    for grant_id in grant_ids:
+        state = chain_read(partial(grant_state, bytes.fromhex(grant_id.removeprefix("0x"))))
+        if state is None:
+            return None
+        states[grant_id] = state
+    return states

@@ -9,15 +9,40 @@ from uuid import UUID
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from frontend.forms import BuyForm, form_error_from
+from frontend.views.compare import QUALITY_LABELS
 from frontend.views.membership import actor_of, member_organisation, rejected_status
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Organisation, Quote
 from marketplace.selectors import quote_get
 from marketplace.services.orders import order_place
 from marketplace.services.quotes import quote_delivers, quote_release_refusal
+from pricing.index import QUALITY_MEASURES
+
+# The contribution index's classes (pricing.index) and the price lines' components, in the reader's language.
+COMPONENT_LABELS = {
+    "base": gettext_lazy("Base fee"), "coverage": gettext_lazy("Coverage"), "quality": gettext_lazy("Quality"),
+    "utility": gettext_lazy("Utility"), "market": gettext_lazy("Market"),
+}
+
+# What each class of the index says (pricing.index records the English notes with the quote).
+INDEX_NOTES = {
+    ("quality", None): gettext_lazy("Measured by each provider's node at import; the product of its measures, "
+                                    "weighted by the ids each dataset is paid for."),
+    ("coverage", None): gettext_lazy("Your ids held by at least one provider (noisy: differential privacy), each "
+                                     "counted once."),
+    ("utility", False): gettext_lazy("Not measured: a private trial (joint modelling on a sample of your aligned "
+                                     "ids, where the product sells one) measures it."),
+    ("utility", True): gettext_lazy("AUC uplift of the trial model over your features alone (0.5 AUC points of "
+                                    "uplift scores 1)."),
+    ("market", None): gettext_lazy("The last 30 days: quotes and orders of this product, the share of its quotes "
+                                   "bought (the score), other published products of its category, and its median "
+                                   "quoted price."),
+}
 
 
 def _quote(organisation: Organisation, quote_id: UUID) -> Quote:
@@ -67,12 +92,39 @@ def _charts(quote: Quote, measurements: list[dict[str, Any]], shares: list[dict[
     if quote.pricing_inputs.get("method") == "union":
         for mask, count in sorted(quote.pricing_inputs.get("histogram", {}).items(), key=lambda item: int(item[0])):
             holders = [name for bit, name in enumerate(names) if int(mask) >> bit & 1]
-            overlap.append({"label": " + ".join(holders) + (" only" if len(holders) == 1 else ""), "ids": count})
+            label = _("%(provider)s only") % {"provider": holders[0]} if len(holders) == 1 else " + ".join(holders)
+            overlap.append({"label": label, "ids": count})
+
+    def fraction(cents: int) -> float | None:
+        return cents / quote.price if quote.price else None
+
     return {
-        "price": [{"label": component, "cents": cents} for component, cents in by_component.items()],
+        # The same numbers feed the charts (quote_charts.js) and the tables under them, their text alternative.
+        "price": [{"component": component, "label": str(COMPONENT_LABELS.get(component, component)), "cents": cents,
+                   "fraction": fraction(cents)} for component, cents in by_component.items()],
         "overlap": overlap,
-        "split": [{"label": row["provider"], "cents": row["share"] or 0} for row in shares],
+        "split": [{"label": row["provider"], "cents": row["share"] or 0, "fraction": fraction(row["share"] or 0)}
+                  for row in shares],
     }
+
+
+def _index(quote: Quote) -> list[dict[str, Any]]:
+    """The quote's contribution index (pricing.index) with each class's name and note in the reader's language,
+    and the quality class's measures per dataset as (label, value) pairs."""
+    classes = []
+    for entry in quote.index or []:
+        name = str(entry.get("name"))
+        measured = entry.get("score") is not None
+        note = INDEX_NOTES.get((name, measured)) or INDEX_NOTES.get((name, None))
+        datasets = []
+        if name == "quality":
+            for dataset, measures in (entry.get("measures") or {}).items():
+                datasets.append({"name": dataset, "score": measures.get("score"), "measures": [
+                    {"label": QUALITY_LABELS[key], "value": measures[key]}
+                    for key in QUALITY_MEASURES if measures.get(key) is not None]})
+        classes.append({**entry, "label": COMPONENT_LABELS.get(name, name), "note": note or entry.get("note", ""),
+                        "datasets": datasets})
+    return classes
 
 
 def _context(quote: Quote, form: BuyForm | None = None) -> dict:
@@ -82,7 +134,9 @@ def _context(quote: Quote, form: BuyForm | None = None) -> dict:
         "quote": quote,
         "measurements": measurements,
         "shares": shares,
-        "index": quote.index,
+        "provider_names": list(dict.fromkeys(row["provider"].name for row in measurements))
+        or [quote.product.provider.name],
+        "index": _index(quote),
         "charts": _charts(quote, measurements, shares) if quote.status == Quote.Status.READY else None,
         "delivers": quote_delivers(quote),
         "refusal": quote_release_refusal(quote),

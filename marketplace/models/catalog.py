@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from compute.protocols.ids import DEFAULT_ID_RULE, ID_RULES
 
@@ -30,26 +31,26 @@ class Product(models.Model):
     revenue is then shared) under stated terms."""
 
     class Status(models.TextChoices):
-        DRAFT = "draft"
-        PUBLISHED = "published"
-        SUSPENDED = "suspended"
-        RETIRED = "retired"
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+        SUSPENDED = "suspended", _("Suspended")
+        RETIRED = "retired", _("Retired")
 
     class Purpose(models.TextChoices):
-        RISK_CONTROL = "risk_control", "Risk control"
-        MARKETING = "marketing", "Marketing"
-        RESEARCH = "research", "Research"
+        RISK_CONTROL = "risk_control", _("Risk control")
+        MARKETING = "marketing", _("Marketing")
+        RESEARCH = "research", _("Research")
 
     class Category(models.TextChoices):
-        FINANCE = "finance", "Finance"
-        RETAIL = "retail", "Retail"
-        TELECOM = "telecom", "Telecom"
-        HEALTH = "health", "Health"
-        MOBILITY = "mobility", "Mobility"
-        OTHER = "other", "Other"
+        FINANCE = "finance", _("Finance")
+        RETAIL = "retail", _("Retail")
+        TELECOM = "telecom", _("Telecom")
+        HEALTH = "health", _("Health")
+        MOBILITY = "mobility", _("Mobility")
+        OTHER = "other", _("Other")
 
     class QuotaUnit(models.TextChoices):
-        JOB = "job", "Compute job"
+        JOB = "job", _("Compute job")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     provider = models.ForeignKey(

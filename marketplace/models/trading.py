@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.models.catalog import Product
 
@@ -12,9 +13,9 @@ class Quote(models.Model):
     """A price for one buyer, one product and one task, from contribution metrics measured privately."""
 
     class Status(models.TextChoices):
-        MEASURING = "measuring"
-        READY = "ready"
-        FAILED = "failed"
+        MEASURING = "measuring", _("Measuring")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="quotes")
@@ -64,13 +65,13 @@ class QuoteMeasurement(models.Model):
 
 class Order(models.Model):
     class Status(models.TextChoices):
-        PAID = "paid"
-        GRANTED = "granted"
-        FULFILLING = "fulfilling"
-        FULFILLED = "fulfilled"
-        FAILED = "failed"
-        REFUNDED = "refunded"
-        CANCELLED = "cancelled"
+        PAID = "paid", _("Paid")
+        GRANTED = "granted", _("Granted")
+        FULFILLING = "fulfilling", _("Fulfilling")
+        FULFILLED = "fulfilled", _("Fulfilled")
+        FAILED = "failed", _("Failed")
+        REFUNDED = "refunded", _("Refunded")
+        CANCELLED = "cancelled", _("Cancelled")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     buyer = models.ForeignKey("marketplace.Organisation", on_delete=models.PROTECT, related_name="orders")
@@ -102,9 +103,9 @@ class OrderGrant(models.Model):
     """The grant one contributing provider writes on chain for an order (over its own dataset)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        CONFIRMED = "confirmed"
-        FAILED = "failed"
+        PENDING = "pending", _("Pending")
+        CONFIRMED = "confirmed", _("Confirmed")
+        FAILED = "failed", _("Failed")
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="grants")
     contribution = models.ForeignKey("marketplace.ProductDataset", on_delete=models.PROTECT, related_name="+")

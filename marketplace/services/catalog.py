@@ -6,11 +6,12 @@ the product's fingerprint on chain. Draft → published ⇄ suspended → retire
 """
 from __future__ import annotations
 
-import random
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.chain.registry import asset_id, owned_asset_id
 from audit.merkle import leaf_hash, merkle_root
@@ -24,6 +25,8 @@ from marketplace.chain_subjects import Subject, SubjectKind
 from marketplace.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from marketplace.models import Dataset, Organisation, Product, ProductDataset
 from marketplace.services.modelling import MODELLING
+from marketplace.synthetic import synthetic_rows
+from pricing.policies import PolicyError
 from pricing.policy import policy_check
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -44,9 +47,10 @@ def dataset_import(
     it; the node imports it into its vault and reports the metadata, which becomes the dataset (with the
     import's id), or reports why it refused the file."""
     if not name.strip():
-        raise ApplicationError("A dataset needs a name.", {"field": "name"})
+        raise ApplicationError(_("A dataset needs a name."), {"field": "name"})
     if len(sealed_file) > MAX_UPLOAD_BYTES + 48:
-        raise ApplicationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.", {"field": "file"})
+        raise ApplicationError(_("The file is larger than %(megabytes)s MB.") % {
+            "megabytes": MAX_UPLOAD_BYTES // (1024 * 1024)}, {"field": "file"})
     try:
         return table_import_request(node=organisation.node, name=name, id_column=id_column, sealed_file=sealed_file,
                                     description=description, actor=actor)
@@ -69,35 +73,24 @@ def dataset_from_import(*, table: StoredTable, request: TableImport | None) -> D
     )
 
 
-def sample_preview(columns: list[dict[str, str]], *, id_column: str, rows: int = 3) -> list[dict[str, Any]]:
-    """Synthetic rows shaped like the schema: types only, no value of any real record."""
-    rng = random.Random(len(columns))  # noqa: S311 - illustration, not security
-    preview = []
-    for n in range(rows):
-        row: dict[str, Any] = {}
-        for column in columns:
-            name, kind = column["name"], column["type"]
-            if name == id_column:
-                row[name] = f"•••{n + 1:03d} (masked)"
-            elif kind == "integer":
-                row[name] = rng.randint(0, 9)
-            elif kind == "number":
-                row[name] = round(rng.random(), 3)
-            else:
-                row[name] = f"<{name}>"
-        preview.append(row)
-    return preview
+def sample_preview(table: StoredTable, *, rows: int = 3) -> list[dict[str, Any]]:
+    """Synthetic rows drawn from the table's published column profiles (``marketplace/synthetic.py``): never
+    from a real row, which the marketplace does not hold; the same table gives the same rows."""
+    completeness = {str(column["name"]): float(column.get("completeness", 1.0))
+                    for column in (table.quality or {}).get("columns", [])}
+    return synthetic_rows(table.columns, id_column=table.id_column, rows=rows, seed=table.fingerprint,
+                          completeness=completeness)
 
 
 def _clean_terms(*, purposes: list[str], tags: list[str], quota: int, validity_days: int, min_cohort: int) -> None:
     if not purposes or any(p not in Product.Purpose.values for p in purposes):
         raise ApplicationError(
-            "Choose at least one purpose from the allowed list.", {"allowed": list(Product.Purpose.values)}
+            _("Choose at least one purpose from the allowed list."), {"allowed": list(Product.Purpose.values)}
         )
     if len(tags) > MAX_TAGS or any(not tag.strip() or len(tag) > 40 for tag in tags):
-        raise ApplicationError(f"Up to {MAX_TAGS} tags of 1-40 characters.", {"field": "tags"})
+        raise ApplicationError(_("Up to %(count)s tags of 1-40 characters.") % {"count": MAX_TAGS}, {"field": "tags"})
     if quota < 1 or validity_days < 1 or min_cohort < 1:
-        raise ApplicationError("Quota, validity and minimum cohort must be at least 1.")
+        raise ApplicationError(_("Quota, validity and minimum cohort must be at least 1."))
 
 
 def _clean_compute_types(compute_types: list[str] | None) -> list[str]:
@@ -110,8 +103,8 @@ def _clean_compute_types(compute_types: list[str] | None) -> list[str]:
     unknown = [name for name in chosen if name not in sold]
     if not chosen or unknown:
         raise ApplicationError(
-            f"Not a compute type this marketplace sells: {', '.join(unknown)}." if unknown
-            else "Choose at least one compute type.", {"field": "compute_types", "allowed": sold})
+            _("Not a compute type this marketplace sells: %(names)s.") % {"names": ", ".join(unknown)} if unknown
+            else _("Choose at least one compute type."), {"field": "compute_types", "allowed": sold})
     return chosen
 
 
@@ -121,12 +114,24 @@ def _clean_price_policy(record: dict[str, Any] | None, *, compute_types: list[st
     if not record:
         return {}
     if not isinstance(record, dict):
-        raise ApplicationError("The price policy is an object with a \"kind\".", {"field": "price_policy"})
+        raise ApplicationError(_("The price policy is an object with a \"kind\"."), {"field": "price_policy"})
     budgeted = privacy_epsilon is not None and all(protocol_get(name).budgeted for name in compute_types)
     try:
         return policy_check(record, budgeted=budgeted, trialled=set(compute_types) == set(MODELLING)).as_record()
+    except PolicyError as error:
+        raise ApplicationError(_("Price policy: %(problem)s.") % {"problem": error.translated()},
+                               {"field": "price_policy"}) from error
     except (ValueError, ArithmeticError) as error:
-        raise ApplicationError(f"Price policy: {error}.", {"field": "price_policy"}) from error
+        raise ApplicationError(_("Price policy: %(problem)s.") % {"problem": error},
+                               {"field": "price_policy"}) from error
+
+
+def product_price_policy_check(*, record: dict[str, Any] | None, compute_types: list[str] | None,
+                               privacy_epsilon: Decimal | None) -> dict[str, Any]:
+    """The price policy a product with these terms would be created with, refused as `product_create` refuses
+    it (the product editor's preview says so before the provider submits)."""
+    return _clean_price_policy(record, compute_types=_clean_compute_types(compute_types),
+                               privacy_epsilon=privacy_epsilon)
 
 
 @transaction.atomic
@@ -153,22 +158,24 @@ def product_create(
 ) -> Product:
     """Draft a product over some of the provider's own datasets (and publish it at once if asked)."""
     if not provider.is_provider:
-        raise PermissionDenied("Only provider organisations can list products.")
+        raise PermissionDenied(gettext_lazy("Only provider organisations can list products."))
     tags = sorted({tag.strip().lower() for tag in (tags or [])})
     _clean_terms(purposes=purposes, tags=tags, quota=quota, validity_days=validity_days, min_cohort=min_cohort)
     compute_types = _clean_compute_types(compute_types)
     if id_rule not in ID_RULES:
-        raise ApplicationError(f"Unknown id rule {id_rule!r}.", {"field": "id_rule", "allowed": list(ID_RULES)})
+        raise ApplicationError(_("Unknown id rule %(rule)s.") % {"rule": repr(id_rule)},
+                               {"field": "id_rule", "allowed": list(ID_RULES)})
     if category not in Product.Category.values:
-        raise ApplicationError("Unknown category.", {"allowed": list(Product.Category.values)})
+        raise ApplicationError(_("Unknown category."), {"allowed": list(Product.Category.values)})
     if privacy_epsilon is not None and not Decimal("0.001") <= Decimal(privacy_epsilon) <= Decimal(100_000):
-        raise ApplicationError("The privacy budget ε is from 0.001 to 100,000 (or none).", {"field": "privacy_epsilon"})
+        raise ApplicationError(_("The privacy budget ε is from 0.001 to 100,000 (or none)."),
+                               {"field": "privacy_epsilon"})
     price_policy = _clean_price_policy(price_policy, compute_types=compute_types, privacy_epsilon=privacy_epsilon)
     if not dataset_ids:
-        raise ApplicationError("A product needs at least one dataset.", {"field": "datasets"})
+        raise ApplicationError(_("A product needs at least one dataset."), {"field": "datasets"})
     datasets = list(Dataset.objects.filter(id__in=dataset_ids, organisation=provider).select_related("table"))
     if len(datasets) != len(set(map(str, dataset_ids))):
-        raise NotFound("Dataset not found among your datasets.", {"field": "datasets"})
+        raise NotFound(gettext_lazy("Dataset not found among your datasets."), {"field": "datasets"})
     first = datasets[0].table
     product = Product(
         provider=provider,
@@ -186,7 +193,7 @@ def product_create(
         quota=quota,
         validity_days=validity_days,
         min_cohort=min_cohort,
-        sample_preview=sample_preview(first.columns, id_column=first.id_column),
+        sample_preview=sample_preview(first),
     )
     product.full_clean()
     product.save()
@@ -197,7 +204,9 @@ def product_create(
         payload={"datasets": sorted(str(d.id) for d in datasets)}, parties=[provider.slug],
     )
     if publish:
-        product_transition(product=product, organisation=provider, status=Product.Status.PUBLISHED, actor=actor)
+        # The published product, as the transition saved it, so the caller sees its real status.
+        product = product_transition(product=product, organisation=provider, status=Product.Status.PUBLISHED,
+                                     actor=actor)
     return product
 
 
@@ -207,14 +216,14 @@ def product_contribute(*, product: Product, organisation: Organisation, dataset_
     counts, and shares revenue, only once the lead provider accepts it."""
     product = Product.objects.select_for_update().get(id=product.id)
     if not organisation.is_provider:
-        raise PermissionDenied("Only providers can contribute datasets.")
+        raise PermissionDenied(gettext_lazy("Only providers can contribute datasets."))
     if product.status != Product.Status.DRAFT:
-        raise Conflict("Datasets can be added only while the product is a draft.")
+        raise Conflict(_("Datasets can be added only while the product is a draft."))
     dataset = Dataset.objects.filter(id=dataset_id, organisation=organisation).first()
     if dataset is None:
-        raise NotFound("Dataset not found among your datasets.", {"field": "dataset"})
+        raise NotFound(gettext_lazy("Dataset not found among your datasets."), {"field": "dataset"})
     if ProductDataset.objects.filter(product=product, dataset=dataset).exists():
-        raise Conflict("This dataset already contributes to the product.")
+        raise Conflict(_("This dataset already contributes to the product."))
     contribution = ProductDataset.objects.create(product=product, dataset=dataset, accepted=False)
     audit_record(
         actor=actor, action="product.contributed", subject=f"product:{product.id}",
@@ -231,19 +240,19 @@ def product_contribution_decide(
     """The lead provider accepts a proposed contribution to its draft, or rejects (removes) it."""
     product = Product.objects.select_for_update().get(id=product.id)
     if product.provider_id != organisation.id:
-        raise PermissionDenied("Only the product's lead provider decides on contributions.")
+        raise PermissionDenied(gettext_lazy("Only the product's lead provider decides on contributions."))
     if product.status != Product.Status.DRAFT:
-        raise Conflict("Contributions are decided while the product is a draft.")
+        raise Conflict(_("Contributions are decided while the product is a draft."))
     contribution = product.contributions.select_related("dataset__organisation").filter(id=contribution_id).first()
     if contribution is None:
-        raise NotFound("Contribution not found.", {"field": "contribution"})
+        raise NotFound(gettext_lazy("Contribution not found."), {"field": "contribution"})
     partner = contribution.dataset.organisation.slug
     if accept:
         contribution.accepted = True
         contribution.save(update_fields=["accepted"])
     else:
         if contribution.dataset.organisation_id == organisation.id:
-            raise Conflict("Your own datasets are part of the product; draft a new product to change them.")
+            raise Conflict(_("Your own datasets are part of the product; draft a new product to change them."))
         contribution.delete()
     audit_record(
         actor=actor, action="product.contribution_accepted" if accept else "product.contribution_rejected",
@@ -265,14 +274,15 @@ def product_transition(*, product: Product, organisation: Organisation, status: 
     """Move a product through its lifecycle; publishing the first time registers it on chain."""
     product = Product.objects.select_for_update(of=("self",)).select_related("provider__node").get(id=product.id)
     if product.provider_id != organisation.id:
-        raise PermissionDenied("Only the product's lead provider can change its status.")
+        raise PermissionDenied(gettext_lazy("Only the product's lead provider can change its status."))
     if status not in TRANSITIONS.get(Product.Status(product.status), set()):
-        raise Conflict(f"A {product.status} product cannot become {status}.")
+        raise Conflict(_("A %(current)s product cannot become %(status)s.") % {"current": product.status,
+                                                                             "status": status})
     if status == Product.Status.PUBLISHED and product.contributions.filter(accepted=False).exists():
-        raise Conflict("Accept or reject the pending contributions before publishing.")
+        raise Conflict(_("Accept or reject the pending contributions before publishing."))
     if status == Product.Status.PUBLISHED and not product.chain_asset_id:
         if product.provider.node.status != Node.Status.ENROLLED:
-            raise Conflict("Your node has not enrolled yet: start it with its enrolment token, then publish.")
+            raise Conflict(_("Your node has not enrolled yet: start it with its enrolment token, then publish."))
         # The provider's node registers the product under its own account (asset ids are owner-bound).
         node = product.provider.node
         local_text = f"product:{product.id}"

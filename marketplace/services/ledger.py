@@ -12,6 +12,8 @@ import hashlib
 import json
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.services import audit_record
 from marketplace.exceptions import (
@@ -63,8 +65,8 @@ def ledger_post(
         target = locked[account_id]
         if target.kind != LedgerAccount.Kind.EXTERNAL and target.balance + change < 0:
             raise InsufficientFunds(
-                "Insufficient balance for this purchase." if target.kind == LedgerAccount.Kind.BALANCE
-                else f"The {target.kind} account cannot go below zero.",
+                _("Insufficient balance for this purchase.") if target.kind == LedgerAccount.Kind.BALANCE
+                else _("The %(account)s account cannot go below zero.") % {"account": target.kind},
                 {"needed": -change, "available": target.balance, "account": target.kind},
             )
     record = LedgerTransaction.objects.create(
@@ -103,7 +105,7 @@ def _top_up_digest(organisation_slug: str, amount: int) -> str:
 def ledger_require_operator(*, organisation: Organisation) -> None:
     """Refuse (403) unless the organisation is the platform operator."""
     if not organisation.is_operator:
-        raise PermissionDenied("Only the platform operator can top up balances.")
+        raise PermissionDenied(gettext_lazy("Only the platform operator can top up balances."))
 
 
 def ledger_top_up(
@@ -118,19 +120,19 @@ def ledger_top_up(
     """
     ledger_require_operator(organisation=operator)
     if not idempotency_key or len(idempotency_key) > 200:
-        raise ApplicationError("An Idempotency-Key header (1-200 characters) is required.")
+        raise ApplicationError(_("An Idempotency-Key header (1-200 characters) is required."))
     if not 0 < amount <= TOP_UP_MAX:
-        raise ApplicationError(f"The amount must be between 1 and {TOP_UP_MAX} cents.",
+        raise ApplicationError(_("The amount must be between 1 and %(max)s cents.") % {"max": TOP_UP_MAX},
                                {"field": "amount", "max": TOP_UP_MAX})
     digest = _top_up_digest(organisation_slug, amount)
     existing = LedgerTransaction.objects.filter(initiator=operator, idempotency_key=idempotency_key).first()
     if existing is not None:
         if existing.request_digest != digest:
-            raise Unprocessable("This Idempotency-Key was used with a different request.")
+            raise Unprocessable(_("This Idempotency-Key was used with a different request."))
         return existing, False
     organisation = Organisation.objects.filter(slug=organisation_slug).first()
     if organisation is None:
-        raise NotFound("Organisation not found.", {"field": "organisation"})
+        raise NotFound(gettext_lazy("Organisation not found."), {"field": "organisation"})
     try:
         with transaction.atomic():
             record = ledger_post(
@@ -144,4 +146,4 @@ def ledger_top_up(
             )
             return record, True
     except IntegrityError as exc:
-        raise Conflict("A request with this Idempotency-Key is already being processed.") from exc
+        raise Conflict(_("A request with this Idempotency-Key is already being processed.")) from exc

@@ -13,6 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.services import audit_record
 from compute.exceptions import ComputeError
@@ -49,8 +51,9 @@ def trial_budget_check(*, buyer: Organisation, product: Product) -> None:
         status__in=[Order.Status.CANCELLED, Order.Status.REFUNDED]).count()
     allowed = settings.VFL_TRIALS_PER_PRODUCT
     if used >= allowed:
-        raise ApplicationError(f"You have run {used} trials of this product, its allowance: buy the joint model "
-                               "itself, or ask its provider.", {"field": "compute_type", "trials_allowed": allowed})
+        raise ApplicationError(_("You have run %(used)s trials of this product, its allowance: buy the joint model "
+                                 "itself, or ask its provider.") % {"used": used},
+                               {"field": "compute_type", "trials_allowed": allowed})
 
 
 def run_continue(*, order: Order, job: Job, run: int) -> Job | None:
@@ -106,25 +109,26 @@ def prediction_units(rows: int) -> int:
 def order_predict(*, order: Order, organisation: Organisation, dataset_id: Any, actor: str) -> Job:
     """Score the records of one of the buyer's datasets with the order's trained model (the buyer only)."""
     if order.buyer_id != organisation.id:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext_lazy("Order not found."))
     spec = protocol_get(str(order.terms.get("protocol", "psi")))
     if not spec.predicted_by:
-        raise ApplicationError(f"A {spec.label.lower()} order has no model to predict with.")
+        raise ApplicationError(_("A %(protocol)s order has no model to predict with.") % {
+            "protocol": spec.label.lower()})
     dataset = Dataset.objects.select_related("table__node").filter(organisation=organisation, id=dataset_id).first() \
         if _uuid_like(dataset_id) else None
     if dataset is None:
-        raise ApplicationError("Name one of your own datasets to score.", {"field": "dataset"})
+        raise ApplicationError(_("Name one of your own datasets to score."), {"field": "dataset"})
     with transaction.atomic():
         order = Order.objects.select_for_update().get(id=order.id)
         if order.status not in {Order.Status.FULFILLING, Order.Status.FULFILLED}:
-            raise ApplicationError(f"The order is {order.status}; no job can run under it.")
+            raise ApplicationError(_("The order is %(status)s; no job can run under it.") % {"status": order.status})
         model = order_model(order)
         if model is None:
-            raise ApplicationError("The order has no trained model yet: wait for its training to finish.")
+            raise ApplicationError(_("The order has no trained model yet: wait for its training to finish."))
         grants = list(order.grants.select_related("contribution__dataset__table", "provider").order_by("id"))
         if any(grant.status != OrderGrant.Status.CONFIRMED or grant.revoked for grant in grants):
-            raise ApplicationError("A grant of this order is revoked or was never written: the model's providers "
-                                   "cannot score under it.")
+            raise ApplicationError(_("A grant of this order is revoked or was never written: the model's "
+                                     "providers cannot score under it."))
         units = prediction_units(dataset.table.row_count)
         parties = [PartyRequest(spec.buyer_role, dataset.table),
                    *(PartyRequest("provider", grant.contribution.dataset.table, grant.grant_id) for grant in grants)]

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.chain.registry import asset_id
 from audit.services import audit_record
@@ -38,8 +40,10 @@ from marketplace.models import (
     Product,
     Quote,
 )
+from marketplace.selectors_orders import REVOKE_REQUESTED, order_shares
 from marketplace.services.ledger import ledger_account, ledger_post
 from marketplace.services.modelling import run_continue, run_succeeded
+from marketplace.services.notifications import grant_revoked_notify, order_failed_notify, order_run_notify
 from marketplace.services.privacy import privacy_charge, privacy_refund, statistics_spend
 from marketplace.services.psi_transport import psi_transport_choose
 from marketplace.services.quotes import quote_release_refusal
@@ -81,12 +85,12 @@ def order_place(*, buyer: Organisation, quote_id: str, idempotency_key: str, act
     while the first request with that key is still in flight, a second one gets a 409.
     """
     if not idempotency_key or len(idempotency_key) > 200:
-        raise ApplicationError("An Idempotency-Key header (1-200 characters) is required.")
+        raise ApplicationError(_("An Idempotency-Key header (1-200 characters) is required."))
     digest = _request_digest(quote_id)
     existing = Order.objects.filter(buyer=buyer, idempotency_key=idempotency_key).first()
     if existing is not None:
         if existing.request_digest != digest:
-            raise Unprocessable("This Idempotency-Key was used with a different request.")
+            raise Unprocessable(_("This Idempotency-Key was used with a different request."))
         return existing, False
     try:
         with transaction.atomic():
@@ -95,26 +99,26 @@ def order_place(*, buyer: Organisation, quote_id: str, idempotency_key: str, act
             )
             return order, True
     except IntegrityError as exc:
-        raise Conflict("A request with this Idempotency-Key is already being processed.") from exc
+        raise Conflict(_("A request with this Idempotency-Key is already being processed.")) from exc
 
 
 def _order_create(*, buyer: Organisation, quote_id: str, idempotency_key: str, digest: str, actor: str) -> Order:
     quote = Quote.objects.select_for_update(of=("self",)).select_related("product").filter(
         id=quote_id, buyer=buyer).first()
     if quote is None:
-        raise NotFound("Quote not found.", {"field": "quote"})
+        raise NotFound(gettext_lazy("Quote not found."), {"field": "quote"})
     if quote.status != Quote.Status.READY or quote.price is None:
-        raise ApplicationError(f"The quote is {quote.status}, not ready.", {"field": "quote"})
+        raise ApplicationError(_("The quote is %(status)s, not ready.") % {"status": quote.status}, {"field": "quote"})
     if quote.valid_until is None or quote.valid_until < timezone.now():
-        raise ApplicationError("The quote has expired; ask for a new one.", {"field": "quote"})
+        raise ApplicationError(_("The quote has expired; ask for a new one."), {"field": "quote"})
     if Order.objects.filter(quote=quote).exists():
-        raise Conflict("This quote has already been bought.", {"field": "quote"})
+        raise Conflict(_("This quote has already been bought."), {"field": "quote"})
     refusal = quote_release_refusal(quote)
     if refusal:
         raise ApplicationError(refusal, {"field": "quote", "code": "releases_nothing"})
     product = quote.product
     if product.status != Product.Status.PUBLISHED:
-        raise ApplicationError("The product is not on sale.")
+        raise ApplicationError(_("The product is not on sale."))
     expires_at = timezone.now() + timedelta(days=product.validity_days)
     order = Order.objects.create(
         buyer=buyer,
@@ -204,17 +208,18 @@ def order_grant_failed(*, order_grant_id: int, reason: str) -> Order:
     _refund(order, amount=order.price, memo=f"Refund of order {order.id}")
     _transition(order, Order.Status.REFUNDED, actor="system", payload={"amount": order.price})
     _revoke_all(order, exclude=grant)
+    order_failed_notify(order=order)
     return order
 
 
 def order_job_start(*, order: Order, organisation: Organisation, actor: str) -> list[Job]:
     """Run the order's compute again under its grants (the buyer only); each run consumes a unit per grant."""
     if order.buyer_id != organisation.id:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext_lazy("Order not found."))
     with transaction.atomic():
         locked = _order_locked(order.id)
         if locked.status not in {Order.Status.FULFILLING, Order.Status.FULFILLED}:
-            raise ApplicationError(f"The order is {locked.status}; no job can run under it.")
+            raise ApplicationError(_("The order is %(status)s; no job can run under it.") % {"status": locked.status})
         return _run_start(locked, actor=actor)
 
 
@@ -236,13 +241,13 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
     grants = list(order.grants.filter(status=OrderGrant.Status.CONFIRMED, revoked=False).select_related(
         "contribution__dataset__table"))
     if not grants:
-        raise ApplicationError("The order has no active grant left.")
+        raise ApplicationError(_("The order has no active grant left."))
     protocol = str(order.terms.get("protocol", "psi"))
     joint = protocol_joint(protocol)
     if joint and len(grants) != order.grants.count():
         # Totals with and without one provider would give that provider's own numbers away.
-        raise ApplicationError("A statistic across providers runs over every provider of the product; one of "
-                               "this order's grants is revoked or was never written.")
+        raise ApplicationError(_("A statistic across providers runs over every provider of the product; one of "
+                                 "this order's grants is revoked or was never written."))
     run = (order.order_jobs.aggregate(last=Max("run"))["last"] or 0) + 1
     if run > 1:  # the first run's was charged with the order
         _privacy_charge_run(order, run=run, providers=len(grants), actor=actor)
@@ -270,7 +275,7 @@ def _run_start(order: Order, *, actor: str) -> list[Job]:
             )
         except ComputeError as exc:
             raise ApplicationError(exc.message) from exc
-        for grant, _ in batch:
+        for grant, _party in batch:
             OrderJob.objects.create(order=order, grant=grant, job=job, run=run)
         jobs.append(job)
     if order.status == Order.Status.GRANTED:
@@ -290,6 +295,8 @@ def order_job_finished(*, job_id: str) -> Order | None:
     run = list(order.order_jobs.filter(run=link.run).select_related("job"))
     if all(item.job.is_finished for item in run) and not any(item.job.status == Job.Status.SUCCEEDED for item in run):
         privacy_refund(subject=_run_subject(order, link.run))  # nothing was released: its ε is given back
+    if all(item.job.is_finished for item in run):
+        order_run_notify(order=order, run=link.run, links=run, succeeded=bool(run_succeeded(run)))
     if order.status != Order.Status.FULFILLING or link.run != 1:
         return order
     first_run = list(order.order_jobs.filter(run=1).select_related("job", "grant__provider"))
@@ -300,23 +307,21 @@ def order_job_finished(*, job_id: str) -> Order | None:
 
 
 def _settle(order: Order, first_run: list[OrderJob]) -> None:
-    succeeded = run_succeeded(first_run)
-    paid = sum(item.grant.share for item in succeeded)
-    if succeeded:
-        fee_bps = int(order.terms.get("platform_fee_bps", settings.PLATFORM_FEE_BPS))
+    # The amounts come from order_shares, which the order page shows too: one computation of fee and net.
+    delivered = [share for share in order_shares(order=order, first_run=first_run) if share.delivered]
+    paid = sum(share.share for share in delivered)
+    if delivered:
         entries = [(ledger_account(organisation=order.buyer, kind=LedgerAccount.Kind.ESCROW), -paid)]
-        fees = 0
-        for item in succeeded:
-            fee = item.grant.share * fee_bps // 10_000
-            fees += fee
-            entries.append((ledger_account(organisation=item.grant.provider, kind=LedgerAccount.Kind.BALANCE),
-                            item.grant.share - fee))
-        entries.append((ledger_account(organisation=None, kind=LedgerAccount.Kind.FEES), fees))
+        for share in delivered:
+            entries.append((ledger_account(organisation=share.grant.provider, kind=LedgerAccount.Kind.BALANCE),
+                            share.net))
+        entries.append((ledger_account(organisation=None, kind=LedgerAccount.Kind.FEES),
+                        sum(share.fee for share in delivered)))
         ledger_post(memo=f"Release of order {order.id} to its providers", order=order, entries=entries)
     refund = order.price - paid
     if refund:
         _refund(order, amount=refund, memo=f"Refund of the unfulfilled part of order {order.id}")
-    if succeeded:
+    if delivered:
         _transition(order, Order.Status.FULFILLED, actor="system",
                     payload={"paid_to_providers": paid, "refunded": refund})
     else:
@@ -356,14 +361,15 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempo
     (nothing moves twice); any other second cancellation is a 409.
     """
     if len(idempotency_key) > 200:
-        raise ApplicationError("An Idempotency-Key has at most 200 characters.")
+        raise ApplicationError(_("An Idempotency-Key has at most 200 characters."))
     order = _order_locked(order.id)
     if order.buyer_id != organisation.id:
-        raise PermissionDenied("Only the buyer can cancel an order.")
+        raise PermissionDenied(gettext_lazy("Only the buyer can cancel an order."))
     if idempotency_key and order.status == Order.Status.CANCELLED and order.cancel_idempotency_key == idempotency_key:
         return order
     if order.status not in {Order.Status.PAID, Order.Status.GRANTED} or order.order_jobs.exists():
-        raise Conflict(f"The order is {order.status}; it can be cancelled only before fulfilment starts.")
+        raise Conflict(_("The order is %(status)s; it can be cancelled only before fulfilment starts.") % {
+            "status": order.status})
     _refund(order, amount=order.price, memo=f"Cancellation of order {order.id}")
     privacy_refund(subject=_run_subject(order, 1))  # nothing ran: nothing was released
     order.cancel_idempotency_key = idempotency_key
@@ -373,23 +379,31 @@ def order_cancel(*, order: Order, organisation: Organisation, actor: str, idempo
     return order
 
 
+REVOKE_REASON_MAX_LENGTH = 500
+
+
 @transaction.atomic
-def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str) -> Order:
+def order_grant_revoke(*, order: Order, organisation: Organisation, actor: str, reason: str = "") -> Order:
     """A provider revokes its grant(s) for an order: its own node revokes them on chain (after commit) with
-    its own account; the next job under them fails."""
+    its own account; the next job under them fails. The `reason` it gives (the order page asks for one) is
+    recorded in the audit log with each request, where the buyer reads it."""
+    reason = " ".join(reason.split())
+    if len(reason) > REVOKE_REASON_MAX_LENGTH:
+        raise ApplicationError(_("A reason has at most %(max)s characters.") % {"max": REVOKE_REASON_MAX_LENGTH},
+                               {"field": "reason"})
     grants = list(order.grants.filter(provider=organisation, revoked=False))
     is_provider = order.product.provider_id == organisation.id or order.grants.filter(provider=organisation).exists()
     if not is_provider:
-        raise PermissionDenied("Only a provider of the product can revoke its grants.")
+        raise PermissionDenied(gettext_lazy("Only a provider of the product can revoke its grants."))
     if not grants:
-        raise Conflict("You have no active grant on this order.")
+        raise Conflict(_("You have no active grant on this order."))
     for grant in grants:
         OrderGrant.objects.filter(id=grant.id).update(revoked=True)
         chain_write_request(node=organisation.node, kind="grant.revoke",
                             subject=_subject(SubjectKind.ORDER_REVOKE, grant), body={"grant_id": grant.grant_id})
         audit_record(
-            actor=actor, action="grant.revoke_requested", subject=f"order:{order.id}",
-            payload={"grant_id": grant.grant_id}, parties=order_parties(order),
+            actor=actor, action=REVOKE_REQUESTED, subject=f"order:{order.id}",
+            payload={"grant_id": grant.grant_id, "reason": reason}, parties=order_parties(order),
         )
     return order
 
@@ -405,6 +419,8 @@ def order_grant_revoked(*, order_grant_id: int, tx_hash: str, ok: bool, reason: 
         subject=f"order:{grant.order_id}", payload={"grant_id": grant.grant_id, "tx_hash": tx_hash, "reason": reason},
         parties=order_parties(grant.order),
     )
+    if ok:
+        grant_revoked_notify(grant=grant)
 
 
 def _latest_result_tables(order: Order) -> list[Any]:
@@ -414,7 +430,7 @@ def _latest_result_tables(order: Order) -> list[Any]:
         .order_by("-run")
     )
     if not links:
-        raise NotFound("No result yet for this order.")
+        raise NotFound(gettext_lazy("No result yet for this order."))
     latest = links[0].run
     tables = {link.job_id: link.job.result_table for link in links if link.run == latest}  # a joint job once
     return [table for table in tables.values() if table is not None]

@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.services import audit_record
 from compute.jobs.services import node_register
@@ -84,7 +86,7 @@ def member_problems(*, username: str, password: str) -> dict[str, str]:
         if "username" in error.message_dict:
             problems["username"] = " ".join(error.message_dict["username"])
     if "username" not in problems and user_model.objects.filter(username__iexact=username).exists():
-        problems["username"] = "This username is taken."
+        problems["username"] = _("This username is taken.")
     try:
         validate_password(password, user=candidate)
     except ValidationError as error:
@@ -112,7 +114,7 @@ def member_create(
     Refuses (RegistrationRefused, nothing written) a taken or malformed username or a weak password.
     """
     if role not in Member.Role.values:
-        raise ApplicationError(f"Unknown role {role!r}.", {"field": "role"})
+        raise ApplicationError(_("Unknown role %(role)s.") % {"role": repr(role)}, {"field": "role"})
     _refuse_if(member_problems(username=username, password=password))
     user = get_user_model().objects.create_user(username=username, password=password)
     member = Member.objects.create(user=user, organisation=organisation, role=role)
@@ -131,20 +133,20 @@ def registration_problems(*, slug: str, name: str, kind: str, username: str, pas
     """Everything wrong with a registration, by field, checked before anything is created."""
     problems: dict[str, str] = {}
     if not name.strip():
-        problems["name"] = "Give the organisation's name."
+        problems["name"] = _("Give the organisation's name.")
     try:
         validate_slug(slug)
     except ValidationError:
-        problems["slug"] = "Use lowercase letters, digits, hyphens and underscores only."
+        problems["slug"] = _("Use lowercase letters, digits, hyphens and underscores only.")
     else:
         if slug != slug.lower():
-            problems["slug"] = "Use lowercase letters, digits, hyphens and underscores only."
+            problems["slug"] = _("Use lowercase letters, digits, hyphens and underscores only.")
         elif len(slug) > Organisation._meta.get_field("slug").max_length:  # type: ignore[operator]
-            problems["slug"] = "Use at most 50 characters."
+            problems["slug"] = _("Use at most 50 characters.")
         elif Organisation.objects.filter(slug=slug).exists() or Node.objects.filter(slug=slug).exists():
-            problems["slug"] = "This slug is taken."
+            problems["slug"] = _("This slug is taken.")
     if kind not in ORGANISATION_KINDS:
-        problems["kind"] = "Choose provider, consumer or both."
+        problems["kind"] = _("Choose provider, consumer or both.")
     problems.update(member_problems(username=username, password=password))
     return problems
 
@@ -172,9 +174,9 @@ def member_set_active(*, member: Member, active: bool, by: Member) -> Member:
     """Disable or re-enable a member's account (an owner's act). A disabled account's tokens and
     session stop working at once; an owner cannot disable themselves, so an organisation keeps one."""
     if by.role != Member.Role.OWNER or by.organisation_id != member.organisation_id:
-        raise PermissionDenied("Only an owner of the organisation manages its members.")
+        raise PermissionDenied(gettext_lazy("Only an owner of the organisation manages its members."))
     if member.pk == by.pk and not active:
-        raise Conflict("You cannot disable your own account.")
+        raise Conflict(_("You cannot disable your own account."))
     user = member.user
     user.is_active = active
     user.save(update_fields=["is_active"])
@@ -198,5 +200,5 @@ def member_get(*, organisation: Organisation, member_id: int) -> Member:
     """A member of `organisation`; a member of another organisation is answered as not found."""
     member = member_list(organisation=organisation).filter(pk=member_id).first() if 0 < member_id <= MAX_ID else None
     if member is None:
-        raise NotFound("Member not found.")
+        raise NotFound(gettext_lazy("Member not found."))
     return member

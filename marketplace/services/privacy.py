@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit.services import audit_record
 from compute.protocols.registry import protocol_get, protocol_joint
@@ -52,8 +53,9 @@ def statistics_spend(*, product: Product, protocol: str, params: dict[str, Any],
     epsilon = params.get("epsilon")
     if not epsilon:
         raise ApplicationError(
-            f"This product releases statistics only with differential-privacy noise: set params.epsilon (its "
-            f"terms give each buyer ε {epsilon_text(Decimal(product.privacy_epsilon))} in all).", {"field": "params"})
+            _("This product releases statistics only with differential-privacy noise: set params.epsilon (its "
+              "terms give each buyer ε %(total)s in all).") % {"total": epsilon_text(Decimal(product.privacy_epsilon))},
+            {"field": "params"})
     return float(epsilon) * (1 if protocol_joint(protocol) else providers)
 
 
@@ -70,10 +72,16 @@ def privacy_charge(*, buyer: Organisation, product: Product, kind: str, epsilon:
         epsilon_spent=F("epsilon_spent") + amount, updated_at=timezone.now())
     budget.refresh_from_db()
     if not spent:
+        # One sentence per kind of budget, so that each reads whole in every language.
+        refusal = (
+            _("Your quote privacy budget on this product is spent (ε %(spent)s of %(total)s); each costs ε "
+              "%(cost)s. It protects the provider's data subjects from being singled out by repeated measurements.")
+            if kind == PrivacyBudget.Kind.QUOTE else
+            _("Your stats privacy budget on this product is spent (ε %(spent)s of %(total)s); each costs ε "
+              "%(cost)s. It protects the provider's data subjects from being singled out by repeated measurements."))
         raise BudgetExhausted(
-            f"Your {kind} privacy budget on this product is spent (ε {epsilon_text(budget.epsilon_spent)} of "
-            f"{epsilon_text(budget.epsilon_total)}); each costs ε {epsilon_text(amount)}. It protects the provider's "
-            "data subjects from being singled out by repeated measurements.",
+            refusal % {"spent": epsilon_text(budget.epsilon_spent), "total": epsilon_text(budget.epsilon_total),
+                       "cost": epsilon_text(amount)},
             {"budget": kind, "epsilon_total": str(budget.epsilon_total), "epsilon_spent": str(budget.epsilon_spent)},
         )
     charge = PrivacyCharge.objects.create(budget=budget, subject=subject, epsilon=amount)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from compute.direct.config import engine_available
 from compute.protocols.psi_direct import TRANSPORTS
@@ -29,15 +30,15 @@ def psi_transport_choose(*, protocol: str, params: Mapping[str, Any], consumer_r
     rest = {name: value for name, value in params.items() if name != "psi_transport"}
     transport = params.get("psi_transport", "auto")
     if transport not in TRANSPORTS:
-        raise ApplicationError(f"psi_transport must be one of {', '.join(TRANSPORTS)}.",
-                               {"field": "params", "allowed": list(TRANSPORTS)})
+        raise ApplicationError(_("psi_transport must be one of %(transports)s.") % {
+            "transports": ", ".join(TRANSPORTS)}, {"field": "params", "allowed": list(TRANSPORTS)})
     if transport == "relay":
         return RELAY, rest
     available = engine_available()
     if transport == "direct":
         if not available:
-            raise ApplicationError("psi_transport 'direct' needs the PSI engine for direct links, which is not "
-                                   "installed here (.venv-spu); use 'relay' or 'auto'.", {"field": "params"})
+            raise ApplicationError(_("psi_transport 'direct' needs the PSI engine for direct links, which is not "
+                                     "installed here (.venv-spu); use 'relay' or 'auto'."), {"field": "params"})
         return DIRECT, rest
     minimum = int(settings.PSI_DIRECT_MIN_ROWS)
     large = consumer_rows >= minimum and bool(provider_rows) and min(provider_rows) >= minimum

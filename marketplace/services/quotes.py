@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.encoding import payload_digest_compute
 from audit.services import audit_record
@@ -21,6 +23,7 @@ from compute.protocols.spec import ParamsError, TableSchema
 from marketplace.exceptions import ApplicationError, NotFound
 from marketplace.models import Dataset, Order, Organisation, PrivacyBudget, Product, Quote, QuoteMeasurement
 from marketplace.services.modelling import TRIAL, trial_budget_check, trial_latest
+from marketplace.services.notifications import quote_ready_notify
 from marketplace.services.privacy import (
     BudgetExhausted,
     epsilon_text,
@@ -50,10 +53,10 @@ def _parties(quote: Quote) -> list[str]:
 def _compute_choice(product: Product, dataset: Dataset, compute_type: str,
                     params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not product.compute_types:
-        raise ApplicationError("This product sells no compute type.", {"field": "compute_type"})
+        raise ApplicationError(_("This product sells no compute type."), {"field": "compute_type"})
     compute_type = compute_type or product.compute_types[0]
     if compute_type not in product.compute_types:
-        raise ApplicationError(f"This product does not sell {compute_type!r}.",
+        raise ApplicationError(_("This product does not sell %(compute_type)s.") % {"compute_type": repr(compute_type)},
                                {"field": "compute_type", "allowed": product.compute_types})
     schemas = {"consumer": [_schema(dataset.table)],
                "provider": [_schema(c.dataset.table) for c in product.contributions.select_related("dataset__table")]}
@@ -68,9 +71,10 @@ def _compute_choice(product: Product, dataset: Dataset, compute_type: str,
         jobs = 1 + int(params.get("max_epochs", 0))
         if jobs > product.quota:
             raise ApplicationError(
-                f"A training runs up to {jobs} jobs (its set-up and {jobs - 1} epochs), each using a unit of the "
-                f"grant; this product's quota is {product.quota}: ask for at most {max(product.quota - 1, 0)} "
-                "epochs (max_epochs).", {"field": "params"})
+                _("A training runs up to %(jobs)s jobs (its set-up and %(epochs)s epochs), each using a unit of the "
+                  "grant; this product's quota is %(quota)s: ask for at most %(most)s epochs (max_epochs).") % {
+                    "jobs": jobs, "epochs": jobs - 1, "quota": product.quota, "most": max(product.quota - 1, 0)},
+                {"field": "params"})
     return compute_type, params
 
 
@@ -85,8 +89,9 @@ def _statistics_budget_check(*, buyer: Organisation, product: Product, compute_t
     budget = privacy_budget(buyer=buyer, product=product, kind=PrivacyBudget.Kind.STATS)
     if Decimal(str(spend)) > budget.epsilon_left:
         raise BudgetExhausted(
-            f"A run costs ε {spend:g} of your statistics budget on this product, and ε "
-            f"{epsilon_text(budget.epsilon_left)} of {epsilon_text(budget.epsilon_total)} is left.",
+            _("A run costs ε %(cost)s of your statistics budget on this product, and ε %(left)s of %(total)s is "
+              "left.") % {"cost": f"{spend:g}", "left": epsilon_text(budget.epsilon_left),
+                          "total": epsilon_text(budget.epsilon_total)},
             {"field": "params", "budget": "stats", "epsilon_left": str(budget.epsilon_left)})
 
 
@@ -95,18 +100,18 @@ def _utility_check(*, buyer: Organisation, product: Product, compute_type: str,
     """A trial is within the buyer's allowance; a model priced by utility has a finished trial to price from
     and the buyer's declared value of an AUC point."""
     if value_per_auc_point is not None and value_per_auc_point < 0:
-        raise ApplicationError("value_per_auc_point is a number of cents, 0 or more.",
+        raise ApplicationError(_("value_per_auc_point is a number of cents, 0 or more."),
                                {"field": "value_per_auc_point"})
     if compute_type == TRIAL:
         trial_budget_check(buyer=buyer, product=product)
     if (product.price_policy or {}).get("kind") != "utility" or compute_type == TRIAL:
         return
     if trial_latest(buyer=buyer, product=product) is None:
-        raise ApplicationError("This product is priced by the AUC uplift a private trial measures on your data: "
-                               "run a trial first (compute type vfl_trial).", {"field": "compute_type"})
+        raise ApplicationError(_("This product is priced by the AUC uplift a private trial measures on your data: "
+                                 "run a trial first (compute type vfl_trial)."), {"field": "compute_type"})
     if value_per_auc_point is None:
-        raise ApplicationError("Say what one point of AUC (0.01) is worth to you, in cents (value_per_auc_point): "
-                               "the price is the measured uplift × the providers' share × that value.",
+        raise ApplicationError(_("Say what one point of AUC (0.01) is worth to you, in cents (value_per_auc_point): "
+                                 "the price is the measured uplift × the providers' share × that value."),
                                {"field": "value_per_auc_point"})
 
 
@@ -137,13 +142,14 @@ def quote_request(
         "provider"
     ).first()
     if product is None:
-        raise NotFound("Product not found.", {"field": "product"})
+        raise NotFound(gettext_lazy("Product not found."), {"field": "product"})
     dataset = Dataset.objects.filter(id=dataset_id, organisation=buyer).select_related("table").first()
     if dataset is None:
-        raise NotFound("Dataset not found among your datasets.", {"field": "dataset"})
+        raise NotFound(gettext_lazy("Dataset not found among your datasets."), {"field": "dataset"})
     if purpose not in product.purposes:
         raise ApplicationError(
-            f"This product may not be used for {purpose!r}.", {"field": "purpose", "allowed": product.purposes}
+            _("This product may not be used for %(purpose)s.") % {"purpose": repr(purpose)},
+            {"field": "purpose", "allowed": product.purposes}
         )
     compute_type, params = _compute_choice(product, dataset, compute_type, params or {})
     _statistics_budget_check(buyer=buyer, product=product, compute_type=compute_type, params=params)
@@ -177,15 +183,16 @@ def quote_release_refusal(quote: Quote) -> str:
     try:
         spec = protocol_get(quote.compute_type)
     except UnknownProtocol:
-        return f"This product no longer runs {quote.compute_type!r}; ask for a new quote."
+        return _("This product no longer runs %(compute_type)s; ask for a new quote.") % {
+            "compute_type": repr(quote.compute_type)}
     needed = max(quote.product.min_cohort, 1)
     if quote.status != Quote.Status.READY or not spec.over_buyer_ids or (quote.coverage or 0) >= needed:
         return ""
     if not quote.coverage:
-        return ("This quote covers none of your ids, so buying it would release nothing; try another of your "
-                "datasets or another product.")
-    return (f"This quote covers about {quote.coverage} of your ids, fewer than the {needed} this product releases "
-            "anything for, so buying it would release nothing.")
+        return _("This quote covers none of your ids, so buying it would release nothing; try another of your "
+                 "datasets or another product.")
+    return _("This quote covers about %(coverage)s of your ids, fewer than the %(needed)s this product releases "
+             "anything for, so buying it would release nothing.") % {"coverage": quote.coverage, "needed": needed}
 
 
 def quote_delivers(quote: Quote) -> str:
@@ -310,4 +317,6 @@ def _finalized(quote: Quote) -> Quote:
                  "inputs_sha256": pricing_inputs_digest(quote.pricing_inputs) if quote.pricing_inputs else ""},
         parties=_parties(quote),
     )
+    if quote.status == Quote.Status.READY:
+        quote_ready_notify(quote=quote)
     return quote

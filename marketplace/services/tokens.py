@@ -15,6 +15,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.services import audit_record
 from marketplace.exceptions import ApplicationError, Conflict, NotFound
@@ -54,10 +56,10 @@ def api_token_create(
     """Issue a token for `member`, valid for `expires_in_days` (1 to 365) days."""
     name = name.strip()
     if not name:
-        raise ApplicationError("Give the token a name.", {"field": "name"})
+        raise ApplicationError(_("Give the token a name."), {"field": "name"})
     if not 1 <= expires_in_days <= TOKEN_MAX_DAYS:
         raise ApplicationError(
-            f"A token is valid for 1 to {TOKEN_MAX_DAYS} days.", {"field": "expires_in_days"}
+            _("A token is valid for 1 to %(days)s days.") % {"days": TOKEN_MAX_DAYS}, {"field": "expires_in_days"}
         )
     secret = secrets.token_hex(20)
     token = ApiToken(
@@ -85,7 +87,7 @@ def api_token_revoke(*, token: ApiToken, actor: str) -> ApiToken:
     """Revoke a token: the next request that presents it gets 401."""
     locked = ApiToken.objects.select_for_update(of=("self",)).select_related("member__organisation").get(pk=token.pk)
     if locked.revoked_at is not None:
-        raise Conflict("This token is already revoked.", {"revoked_at": locked.revoked_at.isoformat()})
+        raise Conflict(_("This token is already revoked."), {"revoked_at": locked.revoked_at.isoformat()})
     locked.revoked_at = timezone.now()
     locked.save(update_fields=["revoked_at"])
     audit_record(
@@ -106,14 +108,15 @@ def api_token_authenticate(*, secret: str) -> ApiToken:
         .first()
     )
     if token is None:
-        raise TokenRejected("Invalid token.")
+        raise TokenRejected(_("Invalid token."))
     now = timezone.now()
     if token.revoked_at is not None:
-        raise TokenRejected("This token was revoked; create a new one on the API tokens page.")
+        raise TokenRejected(_("This token was revoked; create a new one on the API tokens page."))
     if token.expires_at <= now:
-        raise TokenRejected(f"This token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; create a new one.")
+        raise TokenRejected(_("This token expired on %(expired)s UTC; create a new one.") % {
+            "expired": f"{token.expires_at:%Y-%m-%d %H:%M}"})
     if not token.member.user.is_active:
-        raise TokenRejected("This account is disabled.")
+        raise TokenRejected(_("This account is disabled."))
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
@@ -135,12 +138,12 @@ def api_token_list_of_organisation(*, member: Member) -> QuerySet[ApiToken]:
 def api_token_get_manageable(*, member: Member, token_id: int) -> ApiToken:
     """A token `member` may revoke: their own, or any of their organisation's when they are an owner."""
     if not 0 < token_id <= MAX_ID:
-        raise NotFound("Token not found.")
+        raise NotFound(gettext_lazy("Token not found."))
     tokens = (
         api_token_list_of_organisation(member=member) if member.role == Member.Role.OWNER
         else api_token_list(member=member)
     )
     token = tokens.filter(pk=token_id).first()
     if token is None:
-        raise NotFound("Token not found.")
+        raise NotFound(gettext_lazy("Token not found."))
     return token

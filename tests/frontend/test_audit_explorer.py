@@ -257,7 +257,7 @@ def test_it_shows_a_grants_events_from_the_chain_beside_the_marketplaces_records
     as_consumer.post(asked["Location"] + "buy/", {"idempotency_key": str(uuid.uuid4())})
     order = Order.objects.get(buyer=consumer.organisation)
     assert order.status == Order.Status.FULFILLED
-    assert as_provider.post(f"/orders/{order.id}/revoke/").status_code == 302
+    assert as_provider.post(f"/orders/{order.id}/revoke/", {"reason": "Contract ended."}).status_code == 302
     grant = order.grants.get()
     job = order.order_jobs.get().job
     path = f"/audit/orders/{order.id}/grants/"
@@ -309,7 +309,7 @@ def test_it_adds_expired_and_flags_a_charge_the_marketplace_does_not_know():
     assert timeline["expired"] and timeline["events"][-1]["at"] == expires
     assert timeline["jobs"][0]["charged"] is True
     assert timeline["differences"] == [
-        "1 charge(s) on chain for a job the marketplace does not link to this grant."]
+        "1 charge on chain for a job the marketplace does not link to this grant."]
     before = grant_timeline(grant, [link], GrantChainHistory(
         events=history.events[:2], from_block=0, head=9, head_time=DAY), expires_fallback=None, now=DAY)
     assert not before["expired"] and before["differences"] == []

@@ -66,7 +66,7 @@ def sign_in(browser, base_url: str, username: str):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]:has-text('Sign in')")
-    expect(page.locator(".account-user")).to_have_text(username)
+    expect(page.locator(".account-user")).to_contain_text(username)
     return page
 
 
@@ -85,7 +85,7 @@ def import_dataset(page, base_url: str, name: str, data: bytes) -> None:
     """Import through the page and wait until the node has imported it and the console reloaded."""
     submit_import(page, base_url, name, data)
     expect(page.locator(".message-success")).to_contain_text(
-        re.compile(rf"Imported {re.escape(name)}: [\d,]+ rows into your node's vault\.")
+        re.compile(rf"Imported {re.escape(name)}: [\d,]+ rows into your node's vault\."), timeout=LIVE_TIMEOUT_MS
     )
 
 

@@ -380,17 +380,18 @@ def test_it_stops_further_jobs_once_the_provider_revokes_the_grant(make_party):
     order = Order.objects.get(buyer=consumer.organisation)
     assert order.status == Order.Status.FULFILLED
 
-    revoked = as_provider.post(f"/orders/{order.id}/revoke/", follow=True)
+    reason = {"reason": "The buyer's contract ended."}
+    revoked = as_provider.post(f"/orders/{order.id}/revoke/", reason, follow=True)
     assert "The grant was revoked on chain" in revoked.content.decode()
     assert "Revoke grant" not in revoked.content.decode()  # nothing left to revoke
-    assert as_provider.post(f"/orders/{order.id}/revoke/").status_code == 409
+    assert as_provider.post(f"/orders/{order.id}/revoke/", reason).status_code == 409
     rerun = as_consumer.post(f"/orders/{order.id}/jobs/")
 
     assert rerun.status_code == 400
     assert "no active grant" in rerun.content.decode()
     assert order.order_jobs.count() == 1
     page = as_consumer.get(bought["Location"]).content.decode()
-    assert "Revoked" in page
+    assert "Revoked" in page and "The buyer&#x27;s contract ended." in page  # the provider's reason, to the buyer
 
 
 @pytest.mark.django_db(transaction=True)

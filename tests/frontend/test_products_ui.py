@@ -134,7 +134,7 @@ def test_it_builds_sells_and_splits_a_joint_product_through_the_pages(make_party
         assert "Two shops" in listing
 
     # The partner revokes its own grant: the next run has only the lead's job.
-    revoked = as_partner.post(f"/orders/{order.id}/revoke/", follow=True)
+    revoked = as_partner.post(f"/orders/{order.id}/revoke/", {"reason": "Our data licence ended."}, follow=True)
     assert "revoked on chain" in revoked.content.decode()
     assert OrderGrant.objects.get(order=order, provider=partner.organisation).revoked
     assert not OrderGrant.objects.get(order=order, provider=lead.organisation).revoked

@@ -17,7 +17,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEntry
-from marketplace.models import ApiToken, Member, Organisation
+from marketplace.models import ApiToken, FundsRequest, Member, Notification, Organisation
 from tests.marketplace.api_flow import client_for
 from tests.marketplace.trading_world import (
     World,
@@ -52,6 +52,21 @@ def _victim_member_ids(world: World) -> list[tuple[str, Any]]:
     return [(f"member {member.user.username}", member.pk) for member in _victim_members(world).select_related("user")]
 
 
+def _victim_funds_request_ids(world: World) -> list[tuple[str, Any]]:
+    organisation = world.consumer.organisation
+    funds = FundsRequest.objects.filter(organisation=organisation).first() or FundsRequest.objects.create(
+        organisation=organisation, requested_by=world.consumer.user, amount=4_321, note="victim's request")
+    return [("funds request", funds.pk)]
+
+
+def _victim_notification_ids(world: World) -> list[tuple[str, Any]]:
+    """The notifications its trade brought the victim's members (a quote ready, a job finished)."""
+    found = [(f"notification {kind}", pk) for pk, kind in Notification.objects.filter(
+        user__member__in=_victim_members(world)).values_list("pk", "kind")[:2]]
+    assert found, "the victim's trade brought its members no notification"
+    return found
+
+
 # Path parameter name → the victim's objects to put there, each with a label.
 PARAM_OBJECTS: dict[str, Callable[[World], list[tuple[str, Any]]]] = {
     "dataset_id": lambda w: [("consumer dataset", w.consumer_dataset["id"]),
@@ -64,6 +79,8 @@ PARAM_OBJECTS: dict[str, Callable[[World], list[tuple[str, Any]]]] = {
     "entry_hash": lambda w: [("audit entry hash", w.private_entry().entry_hash or "0" * 64)],
     "token_id": _victim_token_ids,
     "member_id": _victim_member_ids,
+    "notification_id": _victim_notification_ids,
+    "funds_request_id": _victim_funds_request_ids,
 }
 
 # (route, method, object) a stranger may legitimately reach: a published product is the public catalog.
@@ -100,9 +117,11 @@ COLLECTION_RULES = {
     "api-token-list": "own",
     "api-organisation-tokens": "own",
     "api-member-list": "own",
+    "api-notification-list": "own",
     "api-product-list": "catalog",
     "api-audit-batch-list": "public",
     "api-schema": "public",
+    "api-root": "public",
     "api-docs": "public",
     "api-dataset-import": "create",
     "api-product-create": "create",
@@ -111,6 +130,8 @@ COLLECTION_RULES = {
     "api-token-create": "create",
     "api-member-create": "create",
     "api-ledger-top-up": "create",
+    "api-notification-read-all": "create",  # marks the caller's own read; takes no id
+    "api-ledger-funds-requests": "own",
 }
 
 # Create routes that take ids in the body: the victim's ids there must be refused like a path id.

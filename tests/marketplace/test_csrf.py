@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEntry
+from frontend.views.errors import CATCH_ALL
 from marketplace.models import ApiToken
 from tests.marketplace.trading_world import (
     UNSAFE_METHODS,
@@ -43,6 +44,9 @@ def _own_objects(world: World, party: Any) -> dict[str, Any]:
         "dataset_id": world.consumer_dataset["id"], "entry_id": world.private_entry().id,
         "token_id": token.pk if token else 1, "member_id": party.user.member.pk,
         "contribution_id": world.draft["contributions"][0]["id"],
+        # The world has none of these yet; any id does, since a missing token must be refused (403) before the
+        # view looks the object up (a 404 here would be the failure).
+        "notification_id": 1, "request_id": 1, "funds_request_id": 1,
     }
 
 
@@ -53,7 +57,9 @@ def _signed_in(party: Any) -> Client:
 
 
 def _ui_routes() -> list[Any]:
-    return [route for route in project_routes() if not route.template.startswith(("api/", "admin/"))]
+    # The last pattern, the site's 404 for any unknown path, is walked as one unknown path.
+    return [route for route in project_routes() if not route.template.startswith(("api/", "admin/"))
+            and route.name != CATCH_ALL]
 
 
 def _refusals(client: Client, routes: list[Any], objects: dict[str, Any], body: dict[str, Any]) -> list[str]:
@@ -82,6 +88,15 @@ def test_it_refuses_every_unsafe_ui_request_without_a_csrf_token(world):
     for party in (world.consumer, world.provider):
         form = {"name": "x", "title": "x", "purpose": "research", "status": "retired", "dataset": "x"}
         problems += _refusals(_signed_in(party), routes, _own_objects(world, party), form)
+        # An unknown path answers its 404 whatever the method, and writes nothing.
+        client, before = _signed_in(party), rows_snapshot()
+        for method in UNSAFE_METHODS:
+            answer = getattr(client, method)("/no-such-page/", form) if method == "post" else getattr(client, method)(
+                "/no-such-page/", form, content_type="application/json")
+            if answer.status_code not in (403, 404):
+                problems.append(f"{method.upper()} /no-such-page/ without a CSRF token answered {answer.status_code}")
+        if written := snapshot_diff(before, rows_snapshot()):
+            problems.append(f"an unknown path without a CSRF token wrote {written}")
     assert not problems, "\n".join(problems)
 
 

@@ -51,7 +51,9 @@ COVERED = {
     "api-order-result", "api-order-predictions",
     # Actions without a body: there is nothing to forge beyond the path, walked by test_access_walk.
     "api-order-job-create", "api-order-revoke", "api-order-cancel", "api-token-revoke", "api-member-disable",
-    "api-member-enable",
+    "api-member-enable", "api-notification-read", "api-notification-read-all",
+    # Funds requests: forged fields on the request and the decisions, in tests/marketplace/test_funding_api.py.
+    "api-ledger-funds-requests", "api-ledger-funds-request-approve", "api-ledger-funds-request-decline",
 }
 
 

@@ -2,6 +2,7 @@
 import pytest
 
 from audit.chain.registry import grant_state
+from audit.models import AuditEntry
 from marketplace.models import LedgerEntry, Order
 from tests.conftest import node_runtime
 from tests.marketplace.api_flow import buy, client_for, run_purchase, wait_order
@@ -57,7 +58,11 @@ def test_it_refuses_further_jobs_once_the_provider_revokes_through_the_api(make_
     consumer = make_party("cons-rev2", provider=False, balance=100_000)
     seen = run_purchase(provider.token, consumer.token, *overlapping_ids(provider=50, consumer=20, overlap=10))
     order_id = seen["order"]["id"]
-    assert client_for(provider.token).post(f"/api/orders/{order_id}/revoke/").status_code == 200
+    revoked = client_for(provider.token).post(f"/api/orders/{order_id}/revoke/", {"reason": "  Consent withdrawn. "},
+                                              format="json")
+    assert revoked.status_code == 200
+    assert AuditEntry.objects.get(action="grant.revoke_requested", subject=f"order:{order_id}").payload["reason"] == (
+        "Consent withdrawn.")
     again = client_for(consumer.token).post(f"/api/orders/{order_id}/jobs/")
     assert again.status_code == 400
     assert "no active grant" in again.json()["message"]

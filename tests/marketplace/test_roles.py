@@ -33,7 +33,8 @@ def marketplace_operations(patterns: list | None = None, prefix: str = "/api/") 
     for pattern in marketplace_urls.urlpatterns if patterns is None else patterns:
         route = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
-            if pattern.urlconf_module.__name__ != "marketplace.urls_access":  # accounts are open to auditors too
+            # accounts and one's own notifications are open to auditors too
+            if pattern.urlconf_module.__name__ not in {"marketplace.urls_access", "marketplace.urls_notifications"}:
                 operations += marketplace_operations(pattern.url_patterns, route)
             continue
         route = re.sub(r"<uuid:\w+>", lambda _: str(uuid.uuid4()), route)
@@ -57,6 +58,7 @@ def test_it_answers_403_to_an_auditor_on_every_marketplace_operation_and_200_on_
     assert client.get("/api/audit/entries/").status_code == 200
     assert client.get("/api/audit/batches/").status_code == 200
     assert client.get("/api/tokens/").status_code == 200
+    assert client.get("/api/notifications/").status_code == 200
 
 
 def test_it_lets_the_operator_and_auditors_read_every_audit_entry_and_others_only_theirs(make_party):

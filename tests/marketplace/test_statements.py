@@ -205,5 +205,6 @@ def test_it_shows_the_statement_page_with_balances_and_a_csv_link(make_party):
     assert "$123.45" in html and "−$3.45" in html
     assert 'href="/api/ledger/statement/?format=csv"' in html
     assert 'id="balance-fees"' not in html
+    assert 'action="/statement/funds/"' in html and 'id="funds-amount"' in html  # "Add funds" asks the operator
     download = browser.get("/api/ledger/statement/?format=csv")  # the session signs the link in
     assert download.status_code == 200 and len(_csv_rows(download)) == 3

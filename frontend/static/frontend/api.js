@@ -35,11 +35,12 @@
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         if (response.ok) return data;
-        var message = data && data.message ? data.message : "The server answered " + response.status + ".";
+        var message = data && data.message ? data.message
+          : interpolate(gettext("The server answered %(status)s."), { status: response.status }, true);
         throw new ApiError(response.status, message, data && data.extra);
       });
     }, function () {
-      throw new ApiError(0, "The server cannot be reached; check your connection and try again.", {});
+      throw new ApiError(0, gettext("The server cannot be reached; check your connection and try again."), {});
     });
   }
 
@@ -70,7 +71,7 @@
   // libsodium's browser build compiles its WebAssembly asynchronously: everything waits for `sodium.ready`.
   function sodiumReady() {
     if (!window.sodium || !window.sodium.ready) {
-      return Promise.reject(new Error("The encryption library did not load, so nothing can be sealed on this page."));
+      return Promise.reject(new Error(gettext("The encryption library did not load, so nothing can be sealed on this page.")));
     }
     return window.sodium.ready.then(function () { return window.sodium; });
   }

@@ -4,10 +4,10 @@
 (function () {
   "use strict";
   var SERIES = [
-    ["started", "Jobs started", "#2f6fde", "bar"],
-    ["succeeded", "Jobs succeeded", "#17a398", "bar"],
-    ["failed", "Jobs failed", "#d1495b", "bar"],
-    ["charges", "Grant charges on chain", "#8a5cf6", "line"],
+    ["started", gettext("Jobs started"), "#2f6fde", "bar"],
+    ["succeeded", gettext("Jobs succeeded"), "#17a398", "bar"],
+    ["failed", gettext("Jobs failed"), "#d1495b", "bar"],
+    ["charges", gettext("Grant charges on chain"), "#8a5cf6", "line"],
   ];
 
   function drawUsage(canvas) {

@@ -22,11 +22,19 @@
   var HASHED_FIELDS = ["seq", "created_at", "actor", "action", "subject", "parties", "payload_digest", "prev_hash"];
   var RPC_TIMEOUT_MS = 8000;
 
+  // Messages in the page's language (Django's JavaScript catalogue, /jsi18n/); as written under Node (tests).
+  // Named `gettext` so that makemessages finds the strings.
+  var gettext = typeof root.gettext === "function" ? root.gettext : function (text) { return text; };
+  function fmt(text, values) {
+    if (typeof root.interpolate === "function") return root.interpolate(text, values, true);
+    return text.replace(/%\((\w+)\)s/g, function (match, name) { return String(values[name]); });
+  }
+
   // --- Encoding, as audit/encoding.py's canonical_json: sorted keys, no whitespace, UTF-8, no ASCII escaping.
   function canonicalJson(value) {
     if (value === null || typeof value === "boolean" || typeof value === "string") return JSON.stringify(value);
     if (typeof value === "number") {
-      if (!Number.isInteger(value)) throw new Error("only integers are hashed in an entry's fields");
+      if (!Number.isInteger(value)) throw new Error(gettext("only integers are hashed in an entry's fields"));
       return String(value);
     }
     if (Array.isArray(value)) return "[" + value.map(canonicalJson).join(",") + "]";
@@ -57,7 +65,7 @@
 
   function fromHex(text) {
     var clean = String(text).replace(/^0x/, "");
-    if (clean.length % 2 || /[^0-9a-fA-F]/.test(clean)) throw new Error("not hex: " + text);
+    if (clean.length % 2 || /[^0-9a-fA-F]/.test(clean)) throw new Error(fmt(gettext("not hex: %(text)s"), { text: text }));
     var out = new Uint8Array(clean.length / 2);
     for (var i = 0; i < out.length; i++) out[i] = parseInt(clean.substr(i * 2, 2), 16);
     return out;
@@ -65,7 +73,7 @@
 
   function subtle() {
     var api = root.crypto && root.crypto.subtle;
-    if (!api) throw new Error("this browser offers no WebCrypto here (it needs HTTPS or localhost)");
+    if (!api) throw new Error(gettext("this browser offers no WebCrypto here (it needs HTTPS or localhost)"));
     return api;
   }
 
@@ -123,7 +131,7 @@
 
   function decodeRootOf(result) { // (bytes32 root, uint64 count, uint64 anchoredAt)
     var data = String(result || "").replace(/^0x/, "");
-    if (data.length < 192) throw new Error("AuditAnchor answered " + (data.length / 2) + " bytes, not 96");
+    if (data.length < 192) throw new Error(fmt(gettext("AuditAnchor answered %(bytes)s bytes, not 96"), { bytes: data.length / 2 }));
     return { root: data.slice(0, 64).toLowerCase(), count: Number(BigInt("0x" + data.slice(64, 128))),
              anchoredAt: Number(BigInt("0x" + data.slice(128, 192))) };
   }
@@ -137,7 +145,7 @@
         body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: method, params: params }),
         signal: controller ? controller.signal : undefined,
       });
-      if (!response.ok) throw new Error("the node answered HTTP " + response.status);
+      if (!response.ok) throw new Error(fmt(gettext("the node answered HTTP %(status)s"), { status: response.status }));
       var body = await response.json();
       if (body.error) throw new Error(method + ": " + (body.error.message || JSON.stringify(body.error)));
       return body.result;
@@ -160,12 +168,13 @@
     var lines = [];
     var recomputed = await entryHash(fields);
     if (recomputed !== String(fields.entry_hash).toLowerCase()) {
-      return { status: "failed", summary: "Its recorded fields do not give its hash (edited).",
-               lines: ["recomputed " + recomputed + ", recorded " + fields.entry_hash] };
+      return { status: "failed", summary: gettext("Its recorded fields do not give its hash (edited)."),
+               lines: [fmt(gettext("recomputed %(recomputed)s, recorded %(recorded)s"),
+                           { recomputed: recomputed, recorded: fields.entry_hash })] };
     }
-    lines.push("Entry hash recomputed from its fields: " + recomputed);
+    lines.push(fmt(gettext("Entry hash recomputed from its fields: %(hash)s"), { hash: recomputed }));
     var leaf = await leafHash(fields);
-    lines.push("Leaf (0x00 ‖ fields): " + toHex(leaf) + ", index " + proof.leaf_index);
+    lines.push(fmt(gettext("Leaf (0x00 ‖ fields): %(leaf)s, index %(index)s"), { leaf: toHex(leaf), index: proof.leaf_index }));
     var path = proof.proof.map(fromHex);
     var anchor = null, chainProblem = "";
     try {
@@ -175,29 +184,29 @@
     }
     if (anchor) {
       if (anchor.chainId !== proof.chain_id) {
-        return { status: "failed", summary: "The RPC endpoint serves chain " + anchor.chainId + ", the proof names chain "
-                 + proof.chain_id + ".", lines: lines };
+        return { status: "failed", summary: fmt(gettext("The RPC endpoint serves chain %(served)s, the proof names chain %(named)s."),
+                                                { served: anchor.chainId, named: proof.chain_id }), lines: lines };
       }
       if (/^0+$/.test(anchor.root)) {
-        return { status: "pending", summary: "Batch " + proof.batch + " is not anchored on chain yet.", lines: lines };
+        return { status: "pending", summary: fmt(gettext("Batch %(batch)s is not anchored on chain yet."), { batch: proof.batch }),
+                 lines: lines };
       }
       var reached = await rootFromProof(leaf, proof.leaf_index, anchor.count, path);
-      lines.push("Root read by this browser from chain " + anchor.chainId + ", AuditAnchor " + proof.anchor_contract
-                 + ".rootOf(" + proof.batch + "): " + anchor.root + " (" + anchor.count + " entries)");
+      lines.push(fmt(gettext("Root read by this browser from chain %(chain)s, AuditAnchor %(contract)s.rootOf(%(batch)s): %(root)s (%(count)s entries)"), { chain: anchor.chainId, contract: proof.anchor_contract,
+                                                           batch: proof.batch, root: anchor.root, count: anchor.count }));
       if (reached && toHex(reached) === anchor.root) {
-        return { status: "verified", summary: "Verified in this browser against the root on chain.", lines: lines };
+        return { status: "verified", summary: gettext("Verified in this browser against the root on chain."), lines: lines };
       }
-      return { status: "failed", summary: "Its Merkle path does not lead to the root anchored on chain.", lines: lines };
+      return { status: "failed", summary: gettext("Its Merkle path does not lead to the root anchored on chain."), lines: lines };
     }
     var serverRoot = await rootFromProof(leaf, proof.leaf_index, proof.size, path);
-    lines.push("This browser could not read the chain itself (" + chainProblem + ").");
+    lines.push(fmt(gettext("This browser could not read the chain itself (%(problem)s)."), { problem: chainProblem }));
     if (serverRoot && toHex(serverRoot) === String(proof.root).toLowerCase()) {
-      lines.push("Check the root yourself: rootOf(" + proof.batch + ") at " + proof.anchor_contract + " on chain "
-                 + proof.chain_id + " should be " + proof.root + ".");
-      return { status: "server-root", summary: "Path checked in this browser against the root the server reported only; "
-               + "the chain was not read here.", lines: lines };
+      lines.push(fmt(gettext("Check the root yourself: rootOf(%(batch)s) at %(contract)s on chain %(chain)s should be %(root)s."),
+                     { batch: proof.batch, contract: proof.anchor_contract, chain: proof.chain_id, root: proof.root }));
+      return { status: "server-root", summary: gettext("Path checked in this browser against the root the server reported only; the chain was not read here."), lines: lines };
     }
-    return { status: "failed", summary: "Its Merkle path does not lead to the root the server reported.", lines: lines };
+    return { status: "failed", summary: gettext("Its Merkle path does not lead to the root the server reported."), lines: lines };
   }
 
   var api = {
@@ -221,8 +230,8 @@
     target.textContent = "";
     target.setAttribute("data-browser-status", status);
     var badge = document.createElement("span");
-    var names = { verified: "Verified", "server-root": "Server root only", pending: "Pending", failed: "Failed",
-                  unavailable: "Not checked", checking: "Checking…" };
+    var names = { verified: gettext("Verified"), "server-root": gettext("Server root only"), pending: gettext("Pending"), failed: gettext("Failed"),
+                  unavailable: gettext("Not checked"), checking: gettext("Checking…") };
     badge.className = "badge badge-" + ({ verified: "verified", failed: "tampered", "server-root": "pending",
                                           pending: "pending", unavailable: "pending", checking: "pending" }[status]);
     badge.textContent = names[status] || status;
@@ -234,7 +243,7 @@
       var details = document.createElement("details");
       var label = document.createElement("summary");
       label.className = "small";
-      label.textContent = "What this browser computed";
+      label.textContent = gettext("What this browser computed");
       var list = document.createElement("ul");
       list.className = "small browser-lines";
       lines.forEach(function (line) {
@@ -250,41 +259,43 @@
   async function checkEntry(button) {
     var target = document.getElementById(button.getAttribute("data-target"));
     var settings = config();
-    show(target, "checking", "Recomputing in this browser…");
+    show(target, "checking", gettext("Recomputing in this browser…"));
     try {
       var fields = JSON.parse(button.getAttribute("data-entry"));
       var response = await root.fetch(settings.proof_url + fields.entry_hash + "/", { headers: { Accept: "application/json" } });
       if (response.status === 404) {
-        show(target, "unavailable", "No public proof: the entry is not sealed into a batch yet.");
+        show(target, "unavailable", gettext("No public proof: the entry is not sealed into a batch yet."));
         return;
       }
-      if (!response.ok) throw new Error("the proof could not be fetched (HTTP " + response.status + ")");
+      if (!response.ok) throw new Error(fmt(gettext("the proof could not be fetched (HTTP %(status)s)"), { status: response.status }));
       var proof = await response.json();
       var result = await verifyEntry(fields, proof, function (contract, batch) {
-        if (!settings.rpc_url) throw new Error("the page names no RPC endpoint");
+        if (!settings.rpc_url) throw new Error(gettext("the page names no RPC endpoint"));
         return readAnchor(settings.rpc_url, contract, batch);
       });
       show(target, result.status, result.summary, result.lines);
     } catch (error) {
-      show(target, "unavailable", "Not checked: " + ((error && error.message) || error));
+      show(target, "unavailable", fmt(gettext("Not checked: %(problem)s"), { problem: (error && error.message) || error }));
     }
   }
 
   async function checkBatch(button) {
     var target = document.getElementById(button.getAttribute("data-target"));
     var settings = config();
-    show(target, "checking", "Reading the chain…");
+    show(target, "checking", gettext("Reading the chain…"));
     try {
-      if (!settings.rpc_url || !settings.anchor_contract) throw new Error("the page names no chain to read");
+      if (!settings.rpc_url || !settings.anchor_contract) throw new Error(gettext("the page names no chain to read"));
       var anchor = await readAnchor(settings.rpc_url, settings.anchor_contract, button.getAttribute("data-batch"));
       var root_ = button.getAttribute("data-root").toLowerCase(), size = Number(button.getAttribute("data-size"));
-      var lines = ["rootOf(" + button.getAttribute("data-batch") + ") on chain " + anchor.chainId + ": " + anchor.root
-                   + " (" + anchor.count + " entries)"];
-      if (/^0+$/.test(anchor.root)) show(target, "pending", "Not anchored on chain yet.", lines);
-      else if (anchor.root === root_ && anchor.count === size) show(target, "verified", "The chain holds this root.", lines);
-      else show(target, "failed", "The chain holds another root or size.", lines);
+      var lines = [fmt(gettext("rootOf(%(batch)s) on chain %(chain)s: %(root)s (%(count)s entries)"),
+                       { batch: button.getAttribute("data-batch"), chain: anchor.chainId, root: anchor.root,
+                         count: anchor.count })];
+      if (/^0+$/.test(anchor.root)) show(target, "pending", gettext("Not anchored on chain yet."), lines);
+      else if (anchor.root === root_ && anchor.count === size) show(target, "verified", gettext("The chain holds this root."), lines);
+      else show(target, "failed", gettext("The chain holds another root or size."), lines);
     } catch (error) {
-      show(target, "unavailable", "This browser could not read the chain: " + ((error && error.message) || error));
+      show(target, "unavailable", fmt(gettext("This browser could not read the chain: %(problem)s"),
+                                      { problem: (error && error.message) || error }));
     }
   }
 

@@ -1,9 +1,10 @@
 // Open an order's result in the buyer's browser only: the browser makes an X25519 key pair, keeps the
 // private half (localStorage, and a file the buyer can save), and asks for the result sealed to the public
-// half. The web tier relays the sealed box; only this browser can open it, render it and export it as CSV.
+// half. The web tier relays the sealed box; only this browser can open it, show it as a paged table with a
+// search box, and save it as a CSV file (a Blob made here).
 (function () {
   "use strict";
-  var ROWS_SHOWN = 500;
+  var PAGE_SIZE = 50;
   var OPENABLE = ["fulfilled", "fulfilling"];
 
   var box = document.getElementById("order-result");
@@ -16,9 +17,12 @@
   var keyFile = document.getElementById("result-key-file");
   var statusLine = document.getElementById("result-status");
   var errorLine = document.getElementById("result-error");
+  var numbers = new Intl.NumberFormat(document.documentElement.lang || "en");
   var sodium = null;
   var memoryKey = null; // used only when localStorage is refused (private browsing, blocked storage)
   var busy = false;
+
+  function integer(value) { return numbers.format(value); }
 
   function setState(state, text) {
     box.dataset.state = state;
@@ -39,7 +43,7 @@
   function syncButton() {
     var openable = OPENABLE.indexOf(orderStatus()) >= 0;
     openButton.disabled = !sodium || busy || !openable;
-    if (!openable && box.dataset.state === "idle") setState("idle", "The result can be opened once the order is fulfilled.");
+    if (!openable && box.dataset.state === "idle") setState("idle", gettext("The result can be opened once the order is fulfilled."));
     else if (openable && box.dataset.state === "idle") setState("idle", "");
   }
 
@@ -78,12 +82,12 @@
     try {
       plain = sodium.crypto_box_seal_open(sealed, sodium.from_hex(key.publicHex), sodium.from_hex(key.privateHex));
     } catch (e) {
-      throw new Error("This browser's key cannot open the result: it was altered, or sealed to another key.");
+      throw new Error(gettext("This browser's key cannot open the result: it was altered, or sealed to another key."));
     }
     try {
       return JSON.parse(new TextDecoder("utf-8").decode(plain));
     } catch (e) {
-      throw new Error("The result opened but is not the expected JSON document.");
+      throw new Error(gettext("The result opened but is not the expected JSON document."));
     }
   }
 
@@ -97,55 +101,116 @@
     return lines.join("\r\n") + "\r\n";
   }
 
-  function render(result) {
+  function cellText(value) {
+    return value === null || value === undefined ? "" : String(value);
+  }
+
+  // The opened result as a table of PAGE_SIZE rows a page, filtered by the search box; it never leaves
+  // this browser except as the CSV file the buyer saves.
+  var view = { result: null, rows: [], page: 0 };
+
+  function pageCount() {
+    return Math.max(1, Math.ceil(view.rows.length / PAGE_SIZE));
+  }
+
+  function drawPage() {
     var table = document.getElementById("result-table");
-    var headRow = document.createElement("tr");
-    result.columns.forEach(function (name) {
-      var th = document.createElement("th");
-      th.textContent = name;
-      headRow.appendChild(th);
-    });
-    table.tHead.replaceChildren(headRow);
+    var pages = pageCount();
+    view.page = Math.min(Math.max(view.page, 0), pages - 1);
+    var first = view.page * PAGE_SIZE;
+    var shown = view.rows.slice(first, first + PAGE_SIZE);
     var body = document.createDocumentFragment();
-    result.rows.slice(0, ROWS_SHOWN).forEach(function (row) {
+    shown.forEach(function (row) {
       var tr = document.createElement("tr");
       row.forEach(function (value) {
-        var td = document.createElement("td");
-        td.textContent = value === null || value === undefined ? "" : String(value);
-        tr.appendChild(td);
+        var cell = document.createElement("td");
+        cell.textContent = cellText(value);
+        tr.appendChild(cell);
       });
       body.appendChild(tr);
     });
     table.tBodies[0].replaceChildren(body);
 
+    var total = view.result.rows.length;
+    var matching = view.rows.length;
+    var empty = document.getElementById("result-empty");
+    empty.hidden = matching > 0;
+    table.hidden = matching === 0;
+    empty.textContent = total === 0
+      ? gettext("The result has no rows: no record of yours matched the providers' data.")
+      : gettext("No row matches the search.");
+    var countText = matching === 0 ? "" : interpolate(
+      ngettext("Rows %(first)s–%(last)s of %(count)s", "Rows %(first)s–%(last)s of %(count)s", matching),
+      { first: integer(first + 1), last: integer(first + shown.length), count: integer(matching) }, true);
+    if (matching !== total) {
+      countText += " " + interpolate(ngettext("(%(count)s row in all)", "(%(count)s rows in all)", total),
+                                     { count: integer(total) }, true);
+    }
+    document.getElementById("result-count").textContent = countText;
+    document.getElementById("result-caption").textContent = interpolate(
+      gettext("The result, page %(page)s of %(pages)s"), { page: integer(view.page + 1), pages: integer(pages) }, true);
+    var pager = document.getElementById("result-pager");
+    pager.hidden = pages <= 1;
+    document.getElementById("result-page").textContent = interpolate(
+      gettext("Page %(page)s of %(pages)s"), { page: integer(view.page + 1), pages: integer(pages) }, true);
+    document.getElementById("result-prev").disabled = view.page === 0;
+    document.getElementById("result-next").disabled = view.page >= pages - 1;
+  }
+
+  function applySearch() {
+    var query = document.getElementById("result-search").value.trim().toLowerCase();
+    view.rows = !query ? view.result.rows : view.result.rows.filter(function (row) {
+      return row.some(function (value) { return cellText(value).toLowerCase().indexOf(query) >= 0; });
+    });
+    view.page = 0;
+    drawPage();
+  }
+
+  function render(result) {
+    var table = document.getElementById("result-table");
+    var headRow = document.createElement("tr");
+    result.columns.forEach(function (name) {
+      var th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = name;
+      headRow.appendChild(th);
+    });
+    table.tHead.replaceChildren(headRow);
+    view.result = result;
     var count = result.rows.length;
-    document.getElementById("result-summary").textContent =
-      "Result: " + count.toLocaleString("en-US") + " row" + (count === 1 ? "" : "s");
-    var more = document.getElementById("result-more");
-    more.hidden = count <= ROWS_SHOWN;
-    more.textContent = "Showing the first " + ROWS_SHOWN + " rows; download the CSV for all " +
-      count.toLocaleString("en-US") + ".";
-    var csv = document.getElementById("result-csv");
-    if (csv.href) URL.revokeObjectURL(csv.href);
-    csv.href = URL.createObjectURL(new Blob([csvOf(result)], { type: "text/csv;charset=utf-8" }));
-    csv.download = "order-" + orderId + "-result.csv";
+    document.getElementById("result-summary").textContent = interpolate(
+      ngettext("Result: %(count)s row", "Result: %(count)s rows", count), { count: integer(count) }, true);
+    document.getElementById("result-search").value = "";
+    applySearch();
     document.getElementById("result-view").hidden = false;
+  }
+
+  // The whole table (not only the rows on screen or found) as a CSV file, made here and saved from here.
+  function downloadCsv() {
+    if (!view.result) return;
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([csvOf(view.result)], { type: "text/csv;charset=utf-8" }));
+    link.download = "order-" + orderId + "-result.csv";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(link.href); }, 0);
   }
 
   function open(answer, key) {
     render(unseal(answer, key));
-    setState("open", "Opened in this browser; the marketplace never saw it in the clear.");
+    setState("open", gettext("Opened in this browser; the marketplace never saw it in the clear."));
   }
 
   // Poll until the node has sealed the result to `key`, then open it.
   function waitAndOpen(key) {
-    setState("sealing", "Your node is sealing the result to this browser's key…");
+    setState("sealing", gettext("Your node is sealing the result to this browser's key…"));
     return DxApi.poll(
       function () { return DxApi.get(resultUrl); },
       function (answer) { return answer.status === "ready" || answer.status === "failed"; }
     ).then(function (answer) {
-      if (answer.status === "failed") throw new Error(answer.error || "The result could not be sealed.");
-      if (!matches(answer, key)) throw new Error("The result was sealed to another key; ask for it again.");
+      if (answer.status === "failed") throw new Error(answer.error || gettext("The result could not be sealed."));
+      if (!matches(answer, key)) throw new Error(gettext("The result was sealed to another key; ask for it again."));
       open(answer, key);
     });
   }
@@ -200,21 +265,25 @@
     file.text().then(function (text) {
       var hex = text.trim().toLowerCase();
       keyFile.value = "";
-      if (!/^[0-9a-f]{64}$/.test(hex)) return showError("That file does not hold a result key (64 hex characters).");
+      if (!/^[0-9a-f]{64}$/.test(hex)) return showError(gettext("That file does not hold a result key (64 hex characters)."));
       run(function () {
         var key = { privateHex: hex, publicHex: publicHexOf(hex) };
         return DxApi.get(resultUrl).then(function (answer) {
-          if (!matches(answer, key)) throw new Error("This key is not the one the result is sealed to.");
+          if (!matches(answer, key)) throw new Error(gettext("This key is not the one the result is sealed to."));
           storeKey(hex);
           if (answer.status === "sealing") return waitAndOpen(key);
           if (answer.status === "ready") return open(answer, key);
-          throw new Error(answer.error || "The result sealed to this key is not available.");
+          throw new Error(answer.error || gettext("The result sealed to this key is not available."));
         });
       });
     });
   }
 
   openButton.addEventListener("click", function () { run(openResult); });
+  document.getElementById("result-csv").addEventListener("click", downloadCsv);
+  document.getElementById("result-search").addEventListener("input", applySearch);
+  document.getElementById("result-prev").addEventListener("click", function () { view.page -= 1; drawPage(); });
+  document.getElementById("result-next").addEventListener("click", function () { view.page += 1; drawPage(); });
   keyFile.addEventListener("change", useKeyFile);
   // htmx swaps the whole #order-live block (outerHTML), so watching its parent's children is enough.
   var live = document.getElementById("order-live");

@@ -1,12 +1,19 @@
 // The quote's charts (Chart.js): the price by contribution class, the providers' overlap on the buyer's
 // ids, and the split of the price among the providers. The data is the json_script block the quote's
-// status partial renders; the partial is swapped in by htmx once the quote is priced, so drawing runs
-// again after each swap.
+// status partial renders (the same numbers as the tables under each chart, their text alternative); the
+// partial is swapped in by htmx once the quote is priced, so drawing runs again after each swap.
+// Amounts are cents of the marketplace's currency, shown in the page language's form.
 (function () {
   "use strict";
   var PALETTE = ["#2f6fde", "#17a398", "#e0a100", "#c2417a", "#7a5cd6", "#5b8c2a", "#d9622b", "#3a8fb7"];
+  var root = document.documentElement;
+  var lang = root.lang || "en";
+  var currency = root.dataset.currency || "USD";
+  var moneyFormat = new Intl.NumberFormat(lang, { style: "currency", currency: currency });
+  var countFormat = new Intl.NumberFormat(lang);
 
-  function dollars(cents) { return "$" + (cents / 100).toFixed(2); }
+  function money(cents) { return moneyFormat.format(cents / 100); }
+  function ids(count) { return interpolate(gettext("%s ids"), [countFormat.format(count)]); }
 
   function bar(canvas, labels, values, format) {
     return new Chart(canvas, {
@@ -31,10 +38,9 @@
       canvas.dataset.drawn = "1";
       var kind = canvas.dataset.chart;
       if (kind === "quote-price") {
-        bar(canvas, data.price.map(function (p) { return p.label; }), data.price.map(function (p) { return p.cents; }), dollars);
+        bar(canvas, data.price.map(function (p) { return p.label; }), data.price.map(function (p) { return p.cents; }), money);
       } else if (kind === "quote-overlap") {
-        bar(canvas, data.overlap.map(function (o) { return o.label; }), data.overlap.map(function (o) { return o.ids; }),
-            function (v) { return v.toLocaleString() + " ids"; });
+        bar(canvas, data.overlap.map(function (o) { return o.label; }), data.overlap.map(function (o) { return o.ids; }), ids);
       } else if (kind === "quote-split") {
         new Chart(canvas, {
           type: "doughnut",
@@ -42,7 +48,10 @@
                   datasets: [{ data: data.split.map(function (s) { return s.cents; }), backgroundColor: PALETTE }] },
           options: { responsive: true, maintainAspectRatio: false, animation: false,
                      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } },
-                                tooltip: { callbacks: { label: function (ctx) { return ctx.label + ": " + dollars(ctx.parsed); } } } } },
+                                tooltip: { callbacks: { label: function (ctx) {
+                                  return interpolate(gettext("%(provider)s: %(amount)s"),
+                                                     { provider: ctx.label, amount: money(ctx.parsed) }, true);
+                                } } } } },
         });
       }
     });
