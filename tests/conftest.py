@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
 
 import compute.jobs.tasks  # noqa: F401 - registers marketplace.handle (eager mode runs it inline)
 import compute.node.tasks  # noqa: F401 - registers node.handle, so that eager mode runs node messages inline
@@ -55,6 +56,15 @@ def ganache_url() -> Iterator[str]:
     finally:
         settings.CHAIN_RPC_URL = previous
         ganache_stop(process)
+
+
+@pytest.fixture(autouse=True)
+def default_language() -> Iterator[None]:
+    """Each test starts in the deployment's default language: a request in another language (a client's
+    Accept-Language) leaves it active in the thread, where code run outside a request would pick it up."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
