@@ -72,10 +72,12 @@ def node_enrol_token_issue(*, node: Node) -> str:
 
 @transaction.atomic
 def table_import_request(
-    *, node: Node, name: str, id_column: str, sealed_file: bytes, description: str = "", actor: str
+    *, node: Node, name: str, id_column: str, sealed_file: bytes, description: str = "", actor: str,
+    profiled: bool = False,
 ) -> TableImport:
     """Relay a file sealed (by its uploader) to ``node``'s key; the node imports it and reports the
-    metadata, or why it refused the file."""
+    metadata, or why it refused the file. ``profiled``: the node also publishes each column's differentially
+    private profile (``compute/profile.py``), which a table offered for sale needs and a buyer's does not."""
     if node.status != Node.Status.ENROLLED or not node.sealing_public_key:
         raise ComputeError(f"Node {node.slug} has not enrolled yet: start it with its enrolment token first.")
     if not name.strip():
@@ -91,7 +93,8 @@ def table_import_request(
     request.full_clean()
     request.save()
     node_send(node, kind="table.import", body={"request": str(request.id), "name": request.name,
-                                                "id_column": request.id_column, "sealed_file": b64(sealed_file)})
+                                                "id_column": request.id_column, "sealed_file": b64(sealed_file),
+                                                "profiled": profiled})
     audit_record(actor=actor, action="table.import_requested", subject=f"table:{request.id}",
                  payload={"node": node.slug, "sealed_bytes": len(sealed_file)}, parties=[node.slug])
     return request

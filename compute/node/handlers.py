@@ -32,7 +32,7 @@ def handle_table_import(node: NodeRuntime, message: Message) -> list[dict[str, A
     request = str(body.get("request", ""))
     data = open_sealed(node, body.get("sealed_file"), what="The sealed file")
     meta = table_import_bytes(node, data=data, name=str(body.get("name", "")), id_column=str(body.get("id_column", "")),
-                              table_id=_uuid_or_new(request))
+                              table_id=_uuid_or_new(request), profiled=body.get("profiled") is True)
     return [node.to_marketplace("table.imported", {"request": request, "table": table_register(node, meta)})]
 
 

@@ -55,12 +55,12 @@ def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date |
 
 
 def table_store(
-    node: NodeRuntime, *, table: Table, name: str, kind: str, table_id: str | None = None
+    node: NodeRuntime, *, table: Table, name: str, kind: str, table_id: str | None = None, profiled: bool = False
 ) -> dict[str, Any]:
-    """Encrypt ``table`` into the vault and index it; returns its metadata."""
+    """Encrypt ``table`` into the vault and index it; returns its metadata. Only an imported table may be
+    profiled: a result is its buyer's alone, not the marketplace's to describe."""
     table_id = table_id or str(uuid.uuid4())
-    # Only an imported table is profiled: a result is its buyer's alone, not the marketplace's to describe.
-    meta = table_meta(table, table_id=table_id, name=name, profiled=kind == "imported")
+    meta = table_meta(table, table_id=table_id, name=name, profiled=profiled and kind == "imported")
     node.vault.put(_object(table_id), table.to_bytes())
     node.store.table_put(meta, kind=kind)
     return meta
@@ -74,10 +74,11 @@ def table_load(node: NodeRuntime, table_id: str) -> Table:
 
 
 def table_import_bytes(node: NodeRuntime, *, data: bytes, name: str, id_column: str,
-                       table_id: str | None = None) -> dict[str, Any]:
-    """Parse a CSV (DataImportError says what is wrong) and store it; returns the metadata."""
+                       table_id: str | None = None, profiled: bool = True) -> dict[str, Any]:
+    """Parse a CSV (DataImportError says what is wrong) and store it; returns the metadata, with each column's
+    profile when ``profiled`` (a provider's table)."""
     return table_store(node, table=table_parse(data, id_column=id_column), name=name, kind="imported",
-                       table_id=table_id)
+                       table_id=table_id, profiled=profiled)
 
 
 def tables_union(node: NodeRuntime, table_ids: list[str]) -> Table:

@@ -52,8 +52,9 @@ def dataset_import(
         raise ApplicationError(_("The file is larger than %(megabytes)s MB.") % {
             "megabytes": MAX_UPLOAD_BYTES // (1024 * 1024)}, {"field": "file"})
     try:
+        # Only a provider's table is profiled (its products' synthetic preview); a buyer's publishes no profile.
         return table_import_request(node=organisation.node, name=name, id_column=id_column, sealed_file=sealed_file,
-                                    description=description, actor=actor)
+                                    description=description, actor=actor, profiled=organisation.is_provider)
     except ComputeError as exc:
         raise ApplicationError(exc.message, {"field": "sealed_file"}) from exc
 
