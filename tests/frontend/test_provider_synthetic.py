@@ -129,3 +129,11 @@ def test_a_products_sample_is_drawn_from_its_first_datasets_profile(make_party):
         assert not re.fullmatch(r"<.*>", str(row["region"]))  # the old "<region>" placeholder is gone
     page = signed_in(provider).get(f"/products/{product.id}/").content.decode()
     assert "•••001 (masked)" in page and not re.search(r"Person \d+|C\d{5}", page)
+
+
+@pytest.mark.django_db
+def test_a_buyers_import_publishes_no_profile(make_party):
+    """Only a table offered for sale needs a profile: a buyer's node publishes none of its frequent values."""
+    buyer = make_party("web-cons-ds", provider=False)
+    dataset = own_dataset(buyer, "Segments", customers_csv())
+    assert all("profile" not in column for column in dataset.table.columns)
