@@ -1,7 +1,7 @@
 """A differentially private profile of each column of an imported table, measured inside the provider's node
 and published with the table's metadata: what the marketplace may show of a column's distribution (a
 synthetic preview drawn from it, a range and a mean on the dataset page) without any row leaving the node.
-Pure: no Django, no I/O; the randomness is a parameter (the node passes ``random.SystemRandom()``).
+No Django, no I/O; the noise is OpenDP's (``compute/protocols/noise.py``), never a hand-written sampler.
 
 Per column but the id column, by its quality type (``compute/quality.py``; only the values that fit it count):
 
@@ -13,8 +13,9 @@ Per column but the id column, by its quality type (``compute/quality.py``; only 
 - ``text``: one bin per value of at most 64 characters: ``"categories": [[value, share], ...]``, the 50 with
   the largest shares (the shares of the others, left out, make the list sum below 1).
 
-Each bin's count gets Laplace noise of scale 1/ε, and a bin is published only when its noisy count reaches
-1 + ln(1 / (2δ)) / ε (≈ 27 rows at the defaults): the stability-based histogram (Korolova, Kenthapadi, Mishra &
+Each bin's count gets discrete Laplace noise of scale 1/ε, and a bin is published only when its noisy count
+reaches 1 + ln(1 / (δ·(1 + e^−ε))) / ε (≈ 28 rows at the defaults; a bin of one row passes with probability at
+most δ): the stability-based histogram (Korolova, Kenthapadi, Mishra &
 Ntoulas 2009; Bun, Nissim & Stemmer 2016), (ε, δ)-differentially private per column when one row is added or
 removed, since a row falls in one bin of each column. A value that a few rows hold (a name, an exact income,
 the day of one person's last event) is therefore never published; a column whose values are all rare
@@ -24,11 +25,11 @@ profile composes to (k·ε, k·δ) over its k profiled columns.
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from compute.protocols.noise import noisy_counts
 from compute.quality import value_date, value_fits
 
 PROFILE_EPSILON = 0.5
@@ -40,49 +41,18 @@ MAX_CATEGORIES = 50
 
 
 def publish_threshold(*, epsilon: float, delta: float) -> float:
-    """The noisy count a bin needs to be published (module docstring)."""
-    return 1 + math.log(1 / (2 * delta)) / epsilon
+    """The noisy count a bin needs to be published: a bin of one row reaches it with probability at most δ,
+    since discrete Laplace noise Z of scale 1/ε has P(Z ≥ k) = e^(−εk) / (1 + e^(−ε)) for k ≥ 1."""
+    return 1 + math.log(1 / (delta * (1 + math.exp(-epsilon)))) / epsilon
 
 
-def laplace(rng: random.Random, scale: float) -> float:
-    """A draw of the Laplace distribution centred on 0: the difference of two exponential draws."""
-    return rng.expovariate(1 / scale) - rng.expovariate(1 / scale)
-
-
-def _passing(count: int, probability: float, rng: random.Random) -> list[int]:
-    """The indices among ``count`` independent trials of ``probability`` that succeed (geometric skips: about
-    count × probability + 1 draws instead of ``count``)."""
-    if probability >= 1:
-        return list(range(count))
-    indices: list[int] = []
-    index = -1
-    while True:
-        index += 1 + math.floor(math.log(1 - rng.random()) / math.log(1 - probability))
-        if index >= count:
-            return indices
-        indices.append(index)
-
-
-def stable_histogram(counts: Counter[Any], *, epsilon: float, delta: float,
-                     rng: random.Random) -> list[tuple[Any, float]]:
-    """The bins whose noisy count reaches the threshold, each with its share of the published noisy counts.
-
-    Every non-empty bin's count gets Laplace noise; a bin below the threshold passes with probability
-    ½·e^(−ε·(threshold − count)), and its noisy count is then the threshold plus an exponential draw (the
-    Laplace tail is memoryless), so rare bins (most of a column of names) cost one draw per group of equal
-    counts instead of one per bin, with the same output distribution."""
+def stable_histogram(counts: Counter[Any], *, epsilon: float, delta: float) -> list[tuple[Any, float]]:
+    """The bins whose noisy count (OpenDP's discrete Laplace, one call for all bins) reaches the threshold, each
+    with its share of the published noisy counts."""
     threshold = publish_threshold(epsilon=epsilon, delta=delta)
-    noisy: list[tuple[Any, float]] = []
-    below: dict[int, list[Any]] = {}
-    for key, count in counts.items():
-        if count >= threshold:
-            noisy.append((key, count + laplace(rng, 1 / epsilon)))
-        else:
-            below.setdefault(count, []).append(key)
-    for count, keys in below.items():
-        for index in _passing(len(keys), 0.5 * math.exp(-epsilon * (threshold - count)), rng):
-            noisy.append((keys[index], threshold + rng.expovariate(epsilon)))
-    kept = [(key, count) for key, count in noisy if count >= threshold]
+    keys = list(counts)
+    noisy = noisy_counts([counts[key] for key in keys], epsilon=epsilon)
+    kept = [(key, count) for key, count in zip(keys, noisy, strict=True) if count >= threshold]
     total = sum(count for _, count in kept)
     return [(key, _significant(count / total)) for key, count in kept]
 
@@ -121,7 +91,7 @@ def _significant(value: float) -> float:
 
 
 def column_profile(values: Sequence[str], *, kind: str, epsilon: float = PROFILE_EPSILON,
-                   delta: float = PROFILE_DELTA, rng: random.Random) -> dict[str, Any]:
+                   delta: float = PROFILE_DELTA) -> dict[str, Any]:
     """The published profile of one column's cells, for its quality type ``kind`` (module docstring)."""
     profile: dict[str, Any] = {"type": kind, "epsilon": epsilon, "delta": delta}
     counts: Counter[Hashable] = Counter()
@@ -131,31 +101,29 @@ def column_profile(values: Sequence[str], *, kind: str, epsilon: float = PROFILE
             key = magnitude_band(float(value)) if kind in value_fits(value) else None
             if key is not None:
                 counts[key] += count
-        bins = [(*_bin_of(key), share) for key, share in stable_histogram(counts, epsilon=epsilon, delta=delta,
-                                                                          rng=rng)]
+        bins = [(*_bin_of(key), share) for key, share in stable_histogram(counts, epsilon=epsilon, delta=delta)]
         profile["bins"] = [[_significant(low), _significant(high), share] for low, high, share in sorted(bins)]
     elif kind == "date":
         for value, count in cells.items():
             day = value_date(value)
             if day is not None:
                 counts[day.strftime("%Y-%m")] += count
-        profile["months"] = [list(item) for item in sorted(stable_histogram(counts, epsilon=epsilon, delta=delta,
-                                                                            rng=rng))]
+        profile["months"] = [list(item) for item in sorted(stable_histogram(counts, epsilon=epsilon, delta=delta))]
     else:
         counts.update({value: count for value, count in cells.items() if len(value) <= MAX_CATEGORY_LENGTH})
-        published = stable_histogram(counts, epsilon=epsilon, delta=delta, rng=rng)
+        published = stable_histogram(counts, epsilon=epsilon, delta=delta)
         ranked = sorted(published, key=lambda item: (-item[1], item[0]))
         profile["categories"] = [list(item) for item in ranked[:MAX_CATEGORIES]]
     return profile
 
 
 def table_profile(columns: Sequence[str], rows: Sequence[Sequence[str]], *, id_index: int, kinds: Sequence[str],
-                  rng: random.Random, epsilon: float = PROFILE_EPSILON,
+                  epsilon: float = PROFILE_EPSILON,
                   delta: float = PROFILE_DELTA) -> list[dict[str, Any] | None]:
     """Each column's profile in ``columns`` order (None for the id column, which is never profiled);
     ``kinds`` are the columns' quality types."""
     return [
         None if index == id_index else column_profile([row[index] for row in rows], kind=kinds[index],
-                                                      epsilon=epsilon, delta=delta, rng=rng)
+                                                      epsilon=epsilon, delta=delta)
         for index in range(len(columns))
     ]

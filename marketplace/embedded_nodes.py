@@ -102,11 +102,12 @@ class EmbeddedNodes:
         return group_popen(self._command("run", "--home", str(self.home(slug)), "--concurrency", "1"),
                            log_path=log_path, env=self.environment(slug), cwd=Path(settings.BASE_DIR))
 
-    def import_file(self, slug: str, *, path: Path, name: str, id_column: str) -> None:
-        """Import a file on the node, as its organisation would from its own host."""
+    def import_file(self, slug: str, *, path: Path, name: str, id_column: str, profiled: bool = False) -> None:
+        """Import a file on the node, as its organisation would from its own host; a provider's with its
+        columns' profile (``compute/profile.py``)."""
         subprocess.run(  # noqa: S603 - fixed command line
             self._command("import", "--home", str(self.home(slug)), str(path), "--name", name,
-                          "--id-column", id_column),
+                          "--id-column", id_column, *(["--profile"] if profiled else [])),
             env=self.environment(slug), check=True, capture_output=True, cwd=settings.BASE_DIR,
         )
 

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("file", type=Path)
     importing.add_argument("--name", required=True)
     importing.add_argument("--id-column", required=True)
+    importing.add_argument("--profile", action="store_true",
+                           help="also publish each column's differentially private profile (a table to sell)")
     tables = commands.add_parser("tables", help="list the tables in this node's vault")
     tables.add_argument("--home", type=Path, required=True)
     export = commands.add_parser("export", help="write a table (a result) as CSV, for this node's operator")
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise ComputeError(f"Cannot read {args.file}: {exc.strerror}.") from None
             meta = table_register(runtime, table_import_bytes(runtime, data=data, name=args.name,
-                                                              id_column=args.id_column))
+                                                              id_column=args.id_column, profiled=args.profile))
             runtime.send_all([runtime.to_marketplace("table.imported", {"request": "", "table": meta})])
             print(json.dumps({key: meta[key] for key in ("id", "name", "row_count", "fingerprint", "asset_id")}))
         elif args.command == "tables":

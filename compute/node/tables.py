@@ -6,7 +6,6 @@ import csv
 import datetime
 import io
 import json
-import random
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +37,7 @@ def table_meta(table: Table, *, table_id: str, name: str, today: datetime.date |
     quality = table_quality(table, today=today) if table.rows else {}
     if profiled and table.rows:
         kinds = [column["type"] for column in quality["columns"]]
-        profiles = table_profile(table.columns, table.rows, id_index=table.id_index, kinds=kinds,
-                                 rng=random.SystemRandom())
+        profiles = table_profile(table.columns, table.rows, id_index=table.id_index, kinds=kinds)
         for column, profile in zip(columns, profiles, strict=True):
             if profile is not None:
                 column["profile"] = profile
@@ -74,7 +72,7 @@ def table_load(node: NodeRuntime, table_id: str) -> Table:
 
 
 def table_import_bytes(node: NodeRuntime, *, data: bytes, name: str, id_column: str,
-                       table_id: str | None = None, profiled: bool = True) -> dict[str, Any]:
+                       table_id: str | None = None, profiled: bool = False) -> dict[str, Any]:
     """Parse a CSV (DataImportError says what is wrong) and store it; returns the metadata, with each column's
     profile when ``profiled`` (a provider's table)."""
     return table_store(node, table=table_parse(data, id_column=id_column), name=name, kind="imported",

@@ -48,6 +48,7 @@ from audit.chain.contracts import contracts_deploy, deployment_path
 from audit.chain.devnode import DevChainError, chain_matches_deployment, ganache_start, rpc_ready
 from marketplace.embedded_nodes import EmbeddedNodes
 from marketplace.services.demo import (
+    DEMO_ORGANISATIONS,
     DEMO_PASSWORD,
     demo_datasets_ready,
     demo_files,
@@ -221,10 +222,11 @@ class Command(BaseCommand):
     def _demo_data(self, nodes: EmbeddedNodes) -> None:
         """Import the demo files on the demo nodes (as their organisations would), then list the products."""
         with tempfile.TemporaryDirectory() as folder:
+            providers = {slug for slug, _, provider, _ in DEMO_ORGANISATIONS if provider}
             for slug, (name, data) in demo_files().items():
                 path = Path(folder) / f"{slug}.csv"
                 path.write_bytes(data)
-                nodes.import_file(slug, path=path, name=name, id_column="customer_id")
+                nodes.import_file(slug, path=path, name=name, id_column="customer_id", profiled=slug in providers)
         deadline = time.monotonic() + DEMO_IMPORT_TIMEOUT
         while not demo_datasets_ready():
             if time.monotonic() > deadline:
